@@ -1,0 +1,46 @@
+"""flowcell: write, run, spin and export Metaflow-style workflows from Jupyter.
+
+Importing flowcell is cheap: the Client, the runtime and the magics load on first
+use.  In a notebook: ``%load_ext flowcell``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+from .current import current
+from .parameters import Config, IncludeFile, JSONType, Parameter
+
+_LAZY = {
+    "Flow": "client", "Run": "client", "Step": "client", "Task": "client", "DataArtifact": "client",
+    "namespace": "client", "get_namespace": "client", "default_namespace": "client",
+    "FlowcellError": "errors",
+}
+
+__all__ = ["__version__", "current", "Parameter", "IncludeFile", "Config", "JSONType",
+           "load_ipython_extension", "unload_ipython_extension", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowcell' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"flowcell.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext flowcell``: register the magics and warm the kernel pool."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload
+
+    unload(ipython)

@@ -1,0 +1,115 @@
+"""One exception hierarchy for flowcell.
+
+Every message says what happened and what to do about it.  Errors raised while a
+step runs in a child kernel carry the child's own traceback and render it through
+``_render_traceback_`` so IPython shows it instead of flowcell's internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlowcellError(Exception):
+    """Base class of every error flowcell raises on purpose."""
+
+
+class FlowSyntaxError(FlowcellError):
+    """A ``%%flow`` or ``%%step`` cell (or a flow file) cannot be read."""
+
+
+class LintError(FlowcellError):
+    """The flow graph fails one of the structural checks Metaflow's lint makes."""
+
+    def __init__(self, message: str, step: str | None = None, cell: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.cell = cell
+
+
+class InvalidNameError(FlowcellError):
+    """A flow, step, parameter or tag name that flowcell cannot accept."""
+
+
+class ParameterError(FlowcellError):
+    """An unknown parameter, a missing required one, or a value of the wrong type."""
+
+
+class StoreError(FlowcellError):
+    """The datastore cannot be read or written."""
+
+
+class CorruptBlobError(StoreError):
+    """A blob's bytes no longer match their content address."""
+
+
+class StoreFullError(StoreError):
+    """The disk holding the datastore is full."""
+
+
+class NotFoundError(FlowcellError, KeyError):
+    """A flow, run, step, task or artifact that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NamespaceMismatch(FlowcellError):
+    """An object exists but lies outside the current namespace."""
+
+
+class UnpicklableArtifactError(FlowcellError):
+    """An artifact set on ``self`` cannot be serialized."""
+
+
+class KernelDiedError(FlowcellError):
+    """The child kernel running a task exited (crash, ``os._exit``, out of memory)."""
+
+
+class StepTimeoutError(FlowcellError):
+    """A task ran longer than its ``@timeout`` allows."""
+
+
+class RunInterrupted(FlowcellError):
+    """The user interrupted a run; its tasks were stopped and the run marked failed."""
+
+
+class StepFailed(FlowcellError):
+    """A step raised an exception in its child kernel.
+
+    ``traceback`` holds the child's formatted traceback lines (ANSI coloured, in
+    the cell's own line numbers); IPython prints them via ``_render_traceback_``.
+    """
+
+    def __init__(
+        self,
+        pathspec: str,
+        ename: str,
+        evalue: str,
+        traceback: list[str] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"Step {pathspec} failed: {ename}: {evalue}")
+        self.pathspec = pathspec
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = list(traceback or [])
+        self.detail = detail or {}
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"Step {self.pathspec} failed:", *self.traceback]
+
+
+class RunFailed(FlowcellError):
+    """A run ended with a failed task; the run is recorded and can be resumed."""
+
+    def __init__(self, message: str, run: Any = None, failure: StepFailed | None = None) -> None:
+        super().__init__(message)
+        self.run = run
+        self.failure = failure
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [str(self)]
+        if self.failure is not None:
+            lines += self.failure.traceback
+        return lines

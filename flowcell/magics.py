@@ -1,0 +1,233 @@
+"""The notebook side: ``%%flow``, ``%%step``, ``%run_flow`` and ``%flowcell``.
+
+Per-notebook state (registered cells, the kernel pool) lives on the
+:class:`FlowcellMagics` instance; configuration is traitlets
+(``c.FlowcellMagics.autospin = False``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from traitlets import Bool, Int
+
+from .errors import FlowcellError, LintError, RunFailed, StepFailed
+from .model import CodeCell, FlowSource, StepCell, flow_name_from_path, parse_flow_line, parse_step_line
+
+
+@dataclass
+class _Registered:
+    key: str
+    kind: str
+    cell: CodeCell | StepCell
+
+
+@magics_class
+class FlowcellMagics(Magics):
+    """Magics that turn notebook cells into a flow and run it."""
+
+    autospin = Bool(True, help="Spin a %%step cell when it is executed and inputs exist.").tag(config=True)
+    max_workers = Int(4, help="Tasks of a run that execute at once.").tag(config=True)
+    pool_size = Int(2, help="Child kernels kept warm.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._cells: list[_Registered] = []
+        self._flow_name: str | None = None
+        self._cell_id: str | None = None
+        self._runtime: Any = None
+        self._notified_decorators: set[str] = set()
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            from .runtime.engine import Runtime
+
+            self._runtime = Runtime(pool_size=self.pool_size)
+        return self._runtime
+
+    def pre_run_cell(self, info: Any) -> None:
+        self._cell_id = getattr(info, "cell_id", None)
+
+    def _label(self) -> str:
+        count = getattr(self.shell, "execution_count", None)
+        return f"In [{count}]" if count is not None else "notebook cell"
+
+    def _notebook_path(self) -> str | None:
+        ns = self.shell.user_ns if self.shell is not None else {}
+        for candidate in (ns.get("__session__"), os.environ.get("JPY_SESSION_NAME"), ns.get("__vsc_ipynb_file__")):
+            if candidate and str(candidate).endswith((".ipynb", ".py")):
+                return str(Path(str(candidate)).resolve())
+        return None
+
+    def _register(self, kind: str, key: str, cell: CodeCell | StepCell) -> None:
+        cell_key = self._cell_id
+        kept = []
+        for reg in self._cells:
+            same_cell = cell_key is not None and reg.key.startswith(f"cell:{cell_key}:")
+            if same_cell or (reg.kind == kind and reg.key.split(":", 2)[-1] == key.split(":", 2)[-1] and kind == "step"):
+                continue
+            if kind == "flow" and cell_key is None and reg.kind == "flow" and reg.cell.source == cell.source:
+                continue
+            kept.append(reg)
+        kept.append(_Registered(f"cell:{cell_key}:{key}", kind, cell))
+        self._cells = kept
+
+    def flow(self) -> FlowSource:
+        """The flow as registered so far, in the order the cells were run."""
+        path = self._notebook_path()
+        name = self._flow_name or (flow_name_from_path(path) if path else "NotebookFlow")
+        flow = FlowSource(name=name, path=path)
+        for reg in self._cells:
+            if isinstance(reg.cell, StepCell):
+                flow.steps[reg.cell.name] = reg.cell
+            else:
+                flow.code_cells.append(reg.cell)
+        return flow
+
+    # -- cell magics ---------------------------------------------------------------
+
+    @cell_magic
+    def flow(self, line: str, cell: str) -> None:  # type: ignore[no-redef]
+        """%%flow [NAME] — module-level code and parameters of the notebook's flow."""
+        label = self._label()
+        try:
+            name = parse_flow_line(line, label)
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        if name and self._flow_name and name != self._flow_name:
+            raise UsageError(
+                f"This notebook's flow is already named {self._flow_name!r}; a %%flow cell may repeat that "
+                "name or give none. Restart the kernel to start a different flow."
+            )
+        self._flow_name = self._flow_name or name
+        code = CodeCell(source=cell, label=label)
+        from .model import find_parameters
+
+        try:
+            params = find_parameters(code)
+            compile(cell, label, "exec")
+        except (FlowcellError, SyntaxError) as exc:
+            raise UsageError(str(exc)) from None
+        self._register("flow", f"flow:{hash(cell)}", code)
+        if params:
+            print(f"Flow {self.flow().name}: parameters {', '.join(p.name for p in params)}")
+
+    @cell_magic
+    def step(self, line: str, cell: str) -> None:
+        """%%step NAME[(inputs)] [@decorator ...] — one step of the flow."""
+        label = self._label()
+        try:
+            name, join_arg, decorators = parse_step_line(line, label)
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        step = StepCell(name=name, body=cell, join_arg=join_arg, decorators=decorators, label=label)
+        from .graph import build_graph
+
+        probe = FlowSource(name="Probe", steps={name: step})
+        try:
+            build_graph(probe)
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        self._register("step", f"step:{name}", step)
+        passthrough = [d.name for d in decorators if not d.is_local and d.name not in self._notified_decorators]
+        if passthrough:
+            self._notified_decorators.update(passthrough)
+            print(f"Note: @{', @'.join(passthrough)} {'has' if len(passthrough) == 1 else 'have'} no local effect; "
+                  "kept for the exported flow.")
+        print(f"Registered step {name!r} of flow {self.flow().name}.")
+
+    # -- line magics ---------------------------------------------------------------
+
+    @line_magic
+    def run_flow(self, line: str) -> Any:
+        """%run_flow [--PARAM VALUE ...] [--tag T ...] [--max-workers N] [--run-id-file F]"""
+        import argparse
+
+        from .cli import split_params
+        from .client import Run
+        from .progress import NotebookProgress
+        from .runtime.runs import start_run
+
+        try:
+            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--run-id-file"})
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        parser = argparse.ArgumentParser(prog="%run_flow", add_help=False, exit_on_error=False)
+        parser.add_argument("--tag", action="append", default=[])
+        parser.add_argument("--max-workers", type=int, default=self.max_workers)
+        parser.add_argument("--run-id-file")
+        try:
+            args = parser.parse_args(rest)
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise UsageError(f"%run_flow: {exc}") from None
+        flow = self.flow()
+        if not flow.steps:
+            raise UsageError("No %%step cells have been run yet: run the %%flow and %%step cells first.")
+        try:
+            result = start_run(self.runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
+                               run_id_file=args.run_id_file, observer=NotebookProgress())
+        except LintError as exc:
+            raise UsageError(str(exc)) from None
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise UsageError("Run interrupted: its tasks were stopped and the run was marked failed.") from None
+        from .client import namespace as _ns  # noqa: F401
+
+        run = Run(result.pathspec, _check_namespace=False)
+        if result.status != "completed":
+            failure = None
+            for done in result.failures:
+                err = (done.outcome.error if done.outcome else None) or {}
+                failure = StepFailed(done.pathspec, str(err.get("ename")), str(err.get("evalue")),
+                                     err.get("traceback"))
+                break
+            raise RunFailed(f"Run {result.pathspec} failed; `%resume` re-runs it from the failed step.",
+                            run=run, failure=failure)
+        return run
+
+    @line_magic
+    def flowcell(self, line: str) -> None:
+        """%flowcell autospin on|off | %flowcell status"""
+        parts = line.split()
+        if parts[:1] == ["autospin"] and len(parts) == 2 and parts[1] in ("on", "off"):
+            self.autospin = parts[1] == "on"
+            print(f"autospin {'on' if self.autospin else 'off'}")
+            return
+        if parts[:1] == ["status"]:
+            flow = self.flow()
+            print(f"flow {flow.name}: {len(flow.code_cells)} %%flow cell(s), steps: {', '.join(flow.steps) or 'none'}")
+            return
+        raise UsageError("Usage: %flowcell autospin on|off, or %flowcell status")
+
+
+_instances: dict[int, FlowcellMagics] = {}
+
+
+def load(ipython: Any) -> None:
+    magics = FlowcellMagics(shell=ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.pre_run_cell)
+    _instances[id(ipython)] = magics
+    # Warm the pool in the background now, so the first run or spin finds kernels ready.
+    magics.runtime  # noqa: B018
+
+
+def unload(ipython: Any) -> None:
+    magics = _instances.pop(id(ipython), None)
+    if magics is not None:
+        try:
+            ipython.events.unregister("pre_run_cell", magics.pre_run_cell)
+        except ValueError:
+            pass
+        if magics._runtime is not None:
+            magics._runtime.close()

@@ -1,0 +1,166 @@
+"""``Parameter``, ``IncludeFile`` and ``Config``, and turning given values into artifacts.
+
+In a ``%%flow`` cell these calls only declare parameters (flowcell reads them with
+``ast``); their values are resolved once per run, in the process that starts it,
+and stored as the artifacts of the run's ``_parameters`` task, from where every
+step sees them on ``self``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ParameterError
+from .model import FlowSource, ParameterSpec
+
+
+class JSONType:
+    """Marker type: the parameter's value is parsed as JSON (Metaflow's ``JSONType``)."""
+
+
+class Parameter:
+    """A flow parameter, set with ``--name VALUE`` on a run."""
+
+    def __init__(self, name: str, default: Any = None, type: Any = None, help: str | None = None,
+                 required: bool = False, **kwargs: Any) -> None:
+        self.name = name
+        self.default = default
+        self.type = type
+        self.help = help
+        self.required = required
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, default={self.default!r})"
+
+
+class IncludeFile(Parameter):
+    """A parameter whose value is the content of a file, read when the run starts."""
+
+    def __init__(self, name: str, default: Any = None, is_text: bool = True, encoding: str = "utf-8",
+                 help: str | None = None, required: bool = False, **kwargs: Any) -> None:
+        super().__init__(name, default=default, help=help, required=required, **kwargs)
+        self.is_text = is_text
+        self.encoding = encoding
+
+
+class Config(Parameter):
+    """A configuration read from a JSON file (``default=`` path) or given as a dict."""
+
+
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _target_type(spec: ParameterSpec) -> str | None:
+    declared = spec.kwargs.get("type")
+    if isinstance(declared, str):
+        return declared.rsplit(".", 1)[-1]
+    default = spec.default
+    if default is None:
+        return None
+    return type(default).__name__ if type(default).__name__ in _TYPES else None
+
+
+def _convert(spec: ParameterSpec, value: Any) -> Any:
+    kind = _target_type(spec)
+    if kind == "JSONType":
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ParameterError(f"--{spec.name} expects JSON, got {value!r} ({exc.msg}).") from None
+        return value
+    if kind not in _TYPES:
+        return value
+    target = _TYPES[kind]
+    if isinstance(value, str) and target is not str:
+        text = value.strip()
+        if target is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "y", "on"):
+                return True
+            if lowered in ("false", "0", "no", "n", "off"):
+                return False
+        else:
+            try:
+                return target(text)
+            except ValueError:
+                pass
+        raise ParameterError(f"--{spec.name} expects a value of type {kind}, got {value!r}.")
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, target) or (target is int and isinstance(value, bool)):
+        raise ParameterError(
+            f"Parameter {spec.name!r} expects a value of type {kind}, got {type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def _read_file(spec: ParameterSpec, path_value: Any, base_dirs: list[Path]) -> Any:
+    path = Path(str(path_value)).expanduser()
+    candidates = [path] if path.is_absolute() else [d / path for d in base_dirs]
+    for candidate in candidates:
+        if candidate.is_file():
+            if spec.kind == "Config":
+                try:
+                    return json.loads(candidate.read_text())
+                except json.JSONDecodeError as exc:
+                    raise ParameterError(f"Config {spec.name!r}: {candidate} is not valid JSON ({exc}).") from None
+            if spec.kwargs.get("is_text", True):
+                return candidate.read_text(encoding=spec.kwargs.get("encoding") or "utf-8")
+            return candidate.read_bytes()
+    where = " or ".join(str(c) for c in candidates)
+    raise ParameterError(f"{spec.kind} {spec.name!r}: file {str(path_value)!r} not found (looked for {where}).")
+
+
+def resolve(flow: FlowSource, given: dict[str, Any], base_dirs: list[Path]) -> dict[str, Any]:
+    """Values of every parameter by attribute name, given values by parameter name.
+
+    Raises :class:`ParameterError` for an unknown name, a missing required value or
+    a value of the wrong type, before anything is recorded.
+    """
+    specs = flow.parameters
+    by_name = {s.name: s for s in specs}
+    by_name.update({s.name.replace("_", "-"): s for s in specs})
+    unknown = [k for k in given if k not in by_name and k.replace("_", "-") not in by_name]
+    if unknown:
+        known = ", ".join(f"--{s.name}" for s in specs) or "none"
+        raise ParameterError(
+            f"Unknown parameter {', '.join('--' + u for u in unknown)} for flow {flow.name}; "
+            f"its parameters are: {known}."
+        )
+    values: dict[str, Any] = {}
+    for spec in specs:
+        key = next((k for k in (spec.name, spec.name.replace("_", "-"), spec.name.replace("-", "_")) if k in given), None)
+        if key is not None:
+            value = given[key]
+        elif spec.required:
+            raise ParameterError(f"Flow {flow.name} needs --{spec.name}: it is a required parameter.")
+        elif not spec.has_literal_default:
+            raise ParameterError(
+                f"The default of parameter {spec.name!r} ({spec.label}) is not a literal value; "
+                f"give it explicitly with --{spec.name}, or write the default as a literal."
+            )
+        else:
+            value = spec.default
+        if spec.kind in ("IncludeFile", "Config"):
+            if spec.kind == "Config" and spec.kwargs.get("default_value") is not None and key is None:
+                values[spec.var] = spec.kwargs["default_value"]
+            else:
+                values[spec.var] = None if value is None else _read_file(spec, value, base_dirs)
+        else:
+            values[spec.var] = None if value is None else _convert(spec, value)
+    return values
+
+
+def display_values(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe summary of parameter values, for the run record."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, (int, float, bool, type(None))) or (isinstance(v, str) and len(v) < 200):
+            out[k] = v
+        else:
+            out[k] = f"<{type(v).__name__}, {len(v) if hasattr(v, '__len__') else '?'} items>"
+    return out

@@ -1,0 +1,160 @@
+"""Showing a run as it happens: console (tqdm) and notebook (HTML display) observers.
+
+Both consume the runtime's events: ``run_started``, ``task_started``, ``stream``,
+``display``, ``retry``, ``task_finished``, ``run_finished``.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+
+@dataclass
+class RunState:
+    """Counts per step, updated from events; both observers render it."""
+
+    pathspec: str = ""
+    steps: list[str] = field(default_factory=list)
+    running: dict[str, int] = field(default_factory=dict)
+    done: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    errors: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    status: str = "running"
+
+    def update(self, kind: str, p: dict[str, Any]) -> None:
+        if kind == "run_started":
+            self.pathspec, self.steps = p["pathspec"], list(p.get("steps", []))
+        elif kind == "task_started":
+            self.running[p["step"]] = self.running.get(p["step"], 0) + 1
+        elif kind == "task_finished":
+            self.running[p["step"]] = max(0, self.running.get(p["step"], 0) - 1)
+            bucket = self.done if p["status"] == "completed" else self.failed
+            bucket[p["step"]] = bucket.get(p["step"], 0) + 1
+            if p["status"] != "completed" and p.get("error") and not p.get("stopped"):
+                self.errors.append((p["pathspec"], p["error"]))
+        elif kind == "run_finished":
+            self.status = p["status"]
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def totals(self) -> tuple[int, int, int]:
+        return sum(self.done.values()), sum(self.running.values()), sum(self.failed.values())
+
+    def summary(self) -> str:
+        done, running, failed = self.totals()
+        return f"{self.pathspec}: {done} tasks done, {running} running, {failed} failed, {self.elapsed:.1f}s"
+
+
+class ConsoleProgress:
+    """Task output prefixed with its pathspec, and a tqdm bar of finished tasks."""
+
+    def __init__(self, stream: IO[str] | None = None, quiet: bool = False) -> None:
+        self.state = RunState()
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self._bar: Any = None
+        self._partial: dict[str, str] = {}
+
+    def __call__(self, kind: str, p: dict[str, Any]) -> None:
+        self.state.update(kind, p)
+        if self.quiet:
+            return
+        if kind == "run_started":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=None, unit="task", desc=p["pathspec"], file=self.stream, leave=True,
+                             dynamic_ncols=True, bar_format="{desc} | {n} tasks done | {elapsed} | {postfix}")
+            self._bar.set_postfix_str("starting")
+        elif kind == "stream":
+            self._write_lines(p["pathspec"], p["text"])
+        elif kind == "display":
+            text = p["data"].get("text/plain")
+            if text:
+                self._write_lines(p["pathspec"], text + "\n")
+        elif kind == "retry":
+            self._write(f"[{p['pathspec']}] failed, retrying (attempt {p['attempt'] + 1})")
+        elif kind == "task_finished" and self._bar is not None:
+            self._bar.update(1)
+            done, running, failed = self.state.totals()
+            self._bar.set_postfix_str(f"{running} running, {failed} failed, last: {p['step']}")
+            if p["status"] != "completed" and p.get("error") and not p.get("stopped"):
+                err = p["error"]
+                self._write(f"[{p['pathspec']}] FAILED: {err.get('ename')}: {err.get('evalue')}")
+                for line in err.get("traceback") or []:
+                    self._write(line)
+        elif kind == "run_finished" and self._bar is not None:
+            self._bar.set_postfix_str(p["status"])
+            self._bar.close()
+
+    def _write_lines(self, pathspec: str, text: str) -> None:
+        buffered = self._partial.pop(pathspec, "") + text
+        *lines, rest = buffered.split("\n")
+        if rest:
+            self._partial[pathspec] = rest
+        for line in lines:
+            self._write(f"[{pathspec}] {line}")
+
+    def _write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream)
+
+
+class NotebookProgress:
+    """Live progress in the cell (an updated HTML display) plus the tasks' output."""
+
+    def __init__(self, prefix_output: bool = True) -> None:
+        self.state = RunState()
+        self.prefix_output = prefix_output
+        self._handle: Any = None
+        self._last_draw = 0.0
+
+    def __call__(self, kind: str, p: dict[str, Any]) -> None:
+        from IPython.display import display, publish_display_data
+
+        self.state.update(kind, p)
+        if kind == "run_started":
+            self._handle = display(self._bundle(), raw=True, display_id=True)
+        elif kind == "stream":
+            target = sys.stdout if p["name"] == "stdout" else sys.stderr
+            text = p["text"]
+            if self.prefix_output:
+                text = "".join(f"[{p['pathspec']}] {line}" for line in text.splitlines(keepends=True))
+            target.write(text)
+            target.flush()
+        elif kind == "display":
+            publish_display_data(p["data"], p.get("metadata") or {})
+        elif kind in ("task_started", "task_finished", "run_finished"):
+            now = time.time()
+            if kind != "task_started" or now - self._last_draw > 0.2:
+                self._last_draw = now
+                if self._handle is not None:
+                    self._handle.update(self._bundle(), raw=True)
+
+    def _bundle(self) -> dict[str, Any]:
+        s = self.state
+        rows = []
+        for step in s.steps or sorted(set(s.done) | set(s.running) | set(s.failed)):
+            d, r, f = s.done.get(step, 0), s.running.get(step, 0), s.failed.get(step, 0)
+            color = "#c62828" if f else ("#1565c0" if r else ("#2e7d32" if d else "#888"))
+            rows.append(
+                f"<tr><td style='color:{color};padding:0 8px'>&#9679; {html.escape(step)}</td>"
+                f"<td>{d} done</td><td style='padding:0 8px'>{r} running</td><td>{f} failed</td></tr>"
+            )
+        errors = "".join(
+            f"<div style='color:#c62828'>{html.escape(ps)}: {html.escape(str(e.get('ename')))}: "
+            f"{html.escape(str(e.get('evalue')))}</div>" for ps, e in s.errors
+        )
+        head = f"<b>{html.escape(s.pathspec)}</b> &mdash; {html.escape(s.status)}, {s.elapsed:.1f}s"
+        return {
+            "text/html": f"<div class='flowcell-progress'>{head}<table>{''.join(rows)}</table>{errors}</div>",
+            "text/plain": s.summary() + f" ({s.status})",
+        }

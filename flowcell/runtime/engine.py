@@ -1,0 +1,112 @@
+"""The runtime: a background event loop that owns the kernel pool.
+
+Kernel I/O is written once, async, and runs on a private loop thread; callers (a
+magic in the notebook's kernel, the CLI, a pytest process using ``Runner``) submit
+coroutines and wait in their own thread, where the events the coroutine emits
+(task output, progress) are handled, so output reaches the caller's cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from .kernels import KernelPool
+
+T = TypeVar("T")
+Observer = Callable[[str, dict[str, Any]], None]
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop, pool: KernelPool, thread: threading.Thread) -> None:
+    if loop.is_closed() or not thread.is_alive():
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(pool.shutdown(), loop).result(timeout=10)
+    except Exception:
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+
+
+class Runtime:
+    """A kernel pool on a background loop, shared by every run and spin of a process."""
+
+    def __init__(self, pool_size: int = 2, cwd: str | None = None, warm: bool = True) -> None:
+        self.cwd = cwd or os.getcwd()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="flowcell-runtime", daemon=True)
+        self._thread.start()
+        self.pool: KernelPool = self._call(lambda: KernelPool(size=pool_size, cwd=self.cwd))
+        self._finalizer = weakref.finalize(self, _shutdown, self.loop, self.pool, self._thread)
+        atexit.register(self._finalizer)
+        if warm:
+            self.warm()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run a plain function on the loop thread (objects bound to the loop are made there)."""
+        async def wrapper() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result()
+
+    def warm(self, count: int | None = None) -> None:
+        """Start kernels in the background; returns at once."""
+        self.loop.call_soon_threadsafe(self.pool.warm, count)
+
+    def resize(self, size: int) -> None:
+        self.pool.size = max(self.pool.size, size)
+
+    def run(self, make: Callable[[Observer], Coroutine[Any, Any, T]], observer: Observer | None = None) -> T:
+        """Run ``make(emit)`` on the loop; deliver its events to ``observer`` in this thread.
+
+        ``emit`` is thread-safe.  Ctrl-C here cancels the coroutine (which stops its
+        tasks and records the failure) and re-raises once it has cleaned up.
+        """
+        events: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
+        finished = threading.Event()
+        holder: dict[str, asyncio.Task[T]] = {}
+
+        def emit(kind: str, payload: dict[str, Any]) -> None:
+            events.put((kind, payload))
+
+        async def wrapper() -> T:
+            task = holder["task"] = asyncio.ensure_future(make(emit))
+            try:
+                return await task
+            finally:
+                finished.set()
+
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
+        interrupted = False
+        while True:
+            try:
+                try:
+                    kind, payload = events.get(timeout=0.02)
+                except queue.Empty:
+                    if finished.is_set() and events.empty():
+                        break
+                    continue
+                if observer is not None:
+                    observer(kind, payload)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                self.loop.call_soon_threadsafe(lambda: holder["task"].cancel() if "task" in holder else None)
+        if interrupted:
+            try:
+                future.result()
+            except BaseException:
+                pass
+            raise KeyboardInterrupt
+        return future.result()
+
+    def close(self) -> None:
+        self._finalizer()

@@ -1,0 +1,264 @@
+"""Child kernels: started over IPC (no TCP port), pooled, watched for death.
+
+Every task runs in a child IPython kernel started with ``jupyter_client``.  The
+sockets and connection files live in a private temporary directory (mode 700), the
+kernel's own stdout/stderr go to a log file there (so ipykernel's start-up chatter
+never reaches the user's cell), and a pool keeps a few kernels warm so a task or a
+spin does not pay the ~0.6 s start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+
+from ..errors import KernelDiedError
+
+Message = dict[str, Any]
+_counter = itertools.count(1)
+
+#: Kernel start-up flags: no history database (many kernels at once would contend
+#: on ~/.ipython's SQLite file), inline matplotlib so plots become display data.
+_KERNEL_ARGV = [
+    sys.executable,
+    "-m",
+    "ipykernel_launcher",
+    "-f",
+    "{connection_file}",
+    "--HistoryManager.enabled=False",
+    "--IPKernelApp.quiet=True",
+]
+
+
+class _SpecManager(KernelSpecManager):
+    """Serves one kernel spec: this interpreter, so children import this flowcell."""
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(
+            argv=list(_KERNEL_ARGV),
+            display_name="flowcell task",
+            language="python",
+            interrupt_mode="signal",
+            metadata={},
+        )
+
+
+class ChildKernel:
+    """One running child kernel and its client."""
+
+    def __init__(self, km: AsyncKernelManager, log_path: Path) -> None:
+        self.km = km
+        self.kc = km.client()
+        self.log_path = log_path
+        self.id = next(_counter)
+        self.tasks_run = 0
+
+    @classmethod
+    async def start(cls, workdir: Path, cwd: str, env: dict[str, str]) -> ChildKernel:
+        n = next(_counter)
+        km = AsyncKernelManager(
+            kernel_name="flowcell",
+            kernel_spec_manager=_SpecManager(),
+            transport="ipc",
+            ip=str(workdir / f"k{n}"),
+            connection_file=str(workdir / f"k{n}.json"),
+        )
+        log_path = workdir / f"k{n}.log"
+        log = open(log_path, "ab")
+        try:
+            await km.start_kernel(cwd=cwd, env=env, stdout=log, stderr=log)
+        except Exception:
+            log.close()
+            raise
+        log.close()  # the child holds its own descriptor now
+        kernel = cls(km, log_path)
+        kernel.kc.start_channels()
+        try:
+            await kernel.kc.wait_for_ready(timeout=60)
+            # Import the task driver now, so the first task doesn't pay for it.
+            await kernel.execute("import flowcell._child", lambda m: None)
+        except BaseException:
+            await kernel.shutdown(now=True)
+            raise
+        return kernel
+
+    async def is_alive(self) -> bool:
+        return bool(await self.km.is_alive())
+
+    def log_tail(self, limit: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    async def execute(
+        self,
+        code: str,
+        on_message: Callable[[Message], None],
+        timeout: float | None = None,
+    ) -> Message:
+        """Run ``code``; pass each iopub message to ``on_message``; return the reply.
+
+        Raises :class:`KernelDiedError` if the kernel exits before going idle and
+        :class:`asyncio.TimeoutError` if ``timeout`` passes first.
+        """
+        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise asyncio.TimeoutError()
+            try:
+                msg = await self.kc.get_iopub_msg(timeout=0.25)
+            except Exception:  # queue.Empty from the zmq poll: check the kernel's pulse
+                if not await self.is_alive():
+                    raise KernelDiedError(self._death_message()) from None
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            on_message(msg)
+        while True:
+            try:
+                reply: Message = await self.kc.get_shell_msg(timeout=5)
+            except Exception:
+                if not await self.is_alive():
+                    raise KernelDiedError(self._death_message()) from None
+                raise
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return reply
+
+    def _death_message(self) -> str:
+        code = None
+        provisioner = self.km.provisioner
+        process = getattr(provisioner, "process", None)
+        if process is not None:
+            code = process.poll()
+        how = ""
+        if code is not None and code < 0:
+            import signal
+
+            try:
+                how = f" (killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f" (signal {-code}"
+            how += ", e.g. a segmentation fault or the out-of-memory killer)" if -code in (9, 11) else ")"
+        elif code is not None:
+            how = f" (exit code {code})"
+        return f"kernel died{how}"
+
+    async def interrupt(self) -> None:
+        try:
+            await self.km.interrupt_kernel()
+        except Exception:
+            pass
+
+    async def shutdown(self, now: bool = False) -> None:
+        try:
+            self.kc.stop_channels()
+        except Exception:
+            pass
+        try:
+            await self.km.shutdown_kernel(now=now)
+        except Exception:
+            pass
+
+
+class KernelPool:
+    """Keeps ``size`` child kernels warm; hands them out one task at a time."""
+
+    def __init__(self, size: int = 2, cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.size = size
+        self.cwd = cwd or os.getcwd()
+        self.env = dict(os.environ if env is None else env)
+        # Children must not inherit a notebook's matplotlib backend or its kernel's
+        # connection; inline plots become display data that reaches the cell.
+        self.env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        self.env.pop("JPY_PARENT_PID", None)
+        self.env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        self.env["FLOWCELL_CHILD"] = "1"
+        self._workdir = Path(tempfile.mkdtemp(prefix="flowcell-kernels-"))
+        os.chmod(self._workdir, 0o700)
+        self._idle: list[ChildKernel] = []
+        self._starting: set[asyncio.Task[ChildKernel]] = set()
+        self._busy: set[ChildKernel] = set()
+        self._closed = False
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def _spawn(self) -> asyncio.Task[ChildKernel]:
+        task = asyncio.ensure_future(ChildKernel.start(self._workdir, self.cwd, self.env))
+        self._starting.add(task)
+        task.add_done_callback(self._started)
+        return task
+
+    def _started(self, task: asyncio.Task[ChildKernel]) -> None:
+        self._starting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return
+        kernel = task.result()
+        if self._closed:
+            asyncio.ensure_future(kernel.shutdown(now=True))
+        elif getattr(task, "_flowcell_claimed", False):
+            return
+        else:
+            self._idle.append(kernel)
+
+    def warm(self, count: int | None = None) -> None:
+        """Start kernels in the background until ``count`` (default ``size``) are ready or starting."""
+        want = self.size if count is None else count
+        while not self._closed and len(self._idle) + len(self._starting) < want:
+            self._spawn()
+
+    async def acquire(self) -> ChildKernel:
+        """A ready kernel: an idle one, one about to finish starting, or a new one."""
+        if self._closed:
+            raise RuntimeError("kernel pool is shut down")
+        while self._idle:
+            kernel = self._idle.pop()
+            if await kernel.is_alive():
+                self._busy.add(kernel)
+                self.warm(min(self.size, len(self._busy) + len(self._idle) + 1) - len(self._busy))
+                return kernel
+            asyncio.ensure_future(kernel.shutdown(now=True))
+        unclaimed = [t for t in self._starting if not getattr(t, "_flowcell_claimed", False)]
+        task = unclaimed[0] if unclaimed else self._spawn()
+        task._flowcell_claimed = True  # type: ignore[attr-defined]
+        kernel = await asyncio.shield(task)
+        if kernel in self._idle:
+            self._idle.remove(kernel)
+        self._busy.add(kernel)
+        return kernel
+
+    async def release(self, kernel: ChildKernel, healthy: bool = True) -> None:
+        """Give a kernel back; a dead or suspect one is replaced by a fresh start."""
+        self._busy.discard(kernel)
+        kernel.tasks_run += 1
+        if healthy and not self._closed and await kernel.is_alive():
+            self._idle.append(kernel)
+            return
+        await kernel.shutdown(now=True)
+        if not self._closed:
+            self.warm()
+
+    async def shutdown(self) -> None:
+        self._closed = True
+        for task in list(self._starting):
+            task.cancel()
+        kernels = self._idle + list(self._busy)
+        self._idle, self._busy = [], set()
+        await asyncio.gather(*(k.shutdown(now=True) for k in kernels), return_exceptions=True)
+        shutil.rmtree(self._workdir, ignore_errors=True)

@@ -1,0 +1,227 @@
+"""Walk the flow graph for one recorded run, running ready tasks concurrently.
+
+Branches of a static split and the splits of a foreach are independent tasks that
+run at the same time (up to ``max_workers``).  A join starts when every branch of
+the split it closes has arrived; arrivals are keyed by the stack of enclosing
+splits, so joins inside a foreach only gather their own branch's tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..graph import FlowGraph
+from ..model import FlowSource
+from ..store.metadata import MetadataStore
+from .kernels import KernelPool
+from .task import EventSink, TaskOutcome, TaskRequest, execute_task
+
+
+@dataclass
+class Frame:
+    """One enclosing split: a static branch (``split``) or a foreach item."""
+
+    kind: str
+    step: str
+    index: int
+    num_splits: int
+    var: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "step": self.step, "index": self.index,
+                "num_splits": self.num_splits, "var": self.var}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Frame:
+        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"))
+
+
+@dataclass
+class Done:
+    """A finished (or cloned) task, as its children need it."""
+
+    step: str
+    task_id: int
+    pathspec: str
+    artifacts: dict[str, dict[str, Any]]
+    stack: list[Frame]
+    outcome: TaskOutcome | None = None
+
+
+@dataclass
+class Pending:
+    step: str
+    parents: list[Done]
+    stack: list[Frame]
+
+
+def node_spec(graph: FlowGraph, step: str) -> dict[str, Any]:
+    node = graph[step]
+    return {"type": node.type, "out_funcs": list(node.out_funcs), "foreach_param": node.foreach_param,
+            "condition": node.condition, "switch_cases": dict(node.switch_cases)}
+
+
+def foreach_frames(stack: list[Frame]) -> list[dict[str, Any]]:
+    return [f.to_json() for f in stack if f.kind == "foreach"]
+
+
+@dataclass
+class RunContext:
+    """What every task of a run shares."""
+
+    flow: FlowSource
+    graph: FlowGraph
+    meta: MetadataStore
+    root: str
+    run_number: int
+    parameter_names: list[str]
+    namespace: str
+    username: str
+    tags: list[str]
+    cwd: str
+    origin_run_id: int | None = None
+    max_workers: int = 4
+
+
+@dataclass
+class Scheduler:
+    ctx: RunContext
+    pool: KernelPool
+    emit: EventSink
+    failed: list[Done] = field(default_factory=list)
+    _joins: dict[tuple[Any, ...], dict[int, Done]] = field(default_factory=dict)
+
+    async def run(self, first: list[Pending], skip: set[str] | None = None) -> str:
+        """Run from ``first`` until ``end`` or a failure; return the run status."""
+        ready: list[Pending] = list(first)
+        running: dict[asyncio.Task[Done], Pending] = {}
+        reached_end = False
+        try:
+            while ready or running:
+                while ready and len(running) < self.ctx.max_workers and not self.failed:
+                    pending = ready.pop(0)
+                    running[asyncio.ensure_future(self._run_task(pending))] = pending
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    running.pop(fut)
+                    result = fut.result()
+                    if result.outcome is not None and not result.outcome.ok:
+                        self.failed.append(result)
+                        continue
+                    if result.step == "end":
+                        reached_end = True
+                    ready.extend(self.successors(result))
+                if self.failed and running:
+                    await self._stop(running)
+                    running.clear()
+        except asyncio.CancelledError:
+            await self._stop(running)
+            raise
+        return "completed" if reached_end and not self.failed else "failed"
+
+    async def _stop(self, running: dict[asyncio.Task[Done], Pending]) -> None:
+        for fut in running:
+            fut.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    # -- graph walking -------------------------------------------------------------
+
+    def successors(self, t: Done) -> list[Pending]:
+        graph = self.ctx.graph
+        node = graph[t.step]
+        outcome = t.outcome
+        if node.type == "end":
+            return []
+        if node.type == "split":
+            n = len(node.out_funcs)
+            return [p for i, target in enumerate(node.out_funcs)
+                    for p in self._route(target, t, t.stack + [Frame("split", t.step, i, n)])]
+        if node.type == "foreach":
+            n = outcome.num_splits if outcome and outcome.num_splits is not None else 0
+            return [p for i in range(n)
+                    for p in self._route(node.out_funcs[0], t,
+                                         t.stack + [Frame("foreach", t.step, i, n, node.foreach_param)])]
+        if node.type == "split-switch":
+            value = outcome.switch_value if outcome else None
+            return self._route(node.switch_cases[value], t, t.stack)
+        return self._route(node.out_funcs[0], t, t.stack)
+
+    def _route(self, target: str, parent: Done, stack: list[Frame]) -> list[Pending]:
+        if self.ctx.graph[target].type != "join":
+            return [Pending(target, [parent], stack)]
+        closing = stack[-1]
+        key = (target, tuple((f.step, f.index) for f in stack[:-1]))
+        arrived = self._joins.setdefault(key, {})
+        arrived[closing.index if closing.kind == "foreach" else len(arrived)] = parent
+        if closing.kind == "split":
+            # Static branches: order inputs as the join's parents are declared.
+            order = {name: i for i, name in enumerate(self.ctx.graph[target].in_funcs)}
+        if len(arrived) < closing.num_splits:
+            return []
+        del self._joins[key]
+        parents = [arrived[i] for i in sorted(arrived)]
+        if closing.kind == "split":
+            parents.sort(key=lambda d: order.get(d.step, 0))
+        return [Pending(target, parents, stack[:-1])]
+
+    # -- one task ------------------------------------------------------------------
+
+    def request(self, pending: Pending, task_id: int) -> TaskRequest:
+        ctx = self.ctx
+        pathspec = f"{ctx.flow.name}/{ctx.run_number}/{pending.step}/{task_id}"
+        req = TaskRequest(
+            flow=ctx.flow, node=node_spec(ctx.graph, pending.step), step=pending.step, pathspec=pathspec,
+            root=ctx.root, foreach_stack=foreach_frames(pending.stack), run_id=ctx.run_number,
+            task_id=task_id, origin_run_id=ctx.origin_run_id, namespace=ctx.namespace,
+            username=ctx.username, tags=ctx.tags, parameter_names=ctx.parameter_names, cwd=ctx.cwd,
+        )
+        if ctx.graph[pending.step].type == "join":
+            params = {k: v for k, v in pending.parents[0].artifacts.items() if k in ctx.parameter_names}
+            req.inputs = params
+            req.join_inputs = [
+                {"step": p.step, "pathspec": p.pathspec, "artifacts": p.artifacts,
+                 "frame": (foreach_frames(p.stack) or [None])[-1]}
+                for p in pending.parents
+            ]
+        else:
+            req.inputs = dict(pending.parents[0].artifacts)
+        return req
+
+    async def _run_task(self, pending: Pending) -> Done:
+        ctx = self.ctx
+        task_id = ctx.meta.new_task(
+            ctx.flow.name, ctx.run_number, pending.step, [f.to_json() for f in pending.stack],
+            [p.task_id for p in pending.parents],
+        )
+        req = self.request(pending, task_id)
+        started = time.time()
+
+        def emit(kind: str, payload: dict[str, Any]) -> None:
+            self.emit(kind, {**payload, "pathspec": req.pathspec, "step": pending.step})
+
+        def on_retry(attempt: int) -> None:
+            ctx.meta.set_attempt(ctx.flow.name, ctx.run_number, task_id, attempt)
+
+        emit("task_started", {"task_id": task_id})
+        try:
+            outcome = await execute_task(self.pool, req, emit, on_retry)
+        except asyncio.CancelledError:
+            ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, "failed", {},
+                                 exception={"ename": "RunInterrupted",
+                                            "evalue": "stopped: the run was interrupted or another task failed"})
+            emit("task_finished", {"status": "failed", "duration": time.time() - started, "stopped": True})
+            raise
+        status = "completed" if outcome.ok else "failed"
+        exception = outcome.error if not outcome.ok else None
+        if exception:
+            exception = {k: exception.get(k) for k in ("ename", "evalue", "traceback", "text", "line")}
+        ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, status,
+                             outcome.artifacts if outcome.ok else {}, outcome.stdout, outcome.stderr, exception)
+        emit("task_finished", {"status": status, "duration": time.time() - started, "error": outcome.error,
+                               "created": outcome.created, "changed": outcome.changed})
+        return Done(pending.step, task_id, req.pathspec, outcome.artifacts, pending.stack, outcome)

@@ -1,0 +1,247 @@
+"""Run one task in a child kernel: spec, retries, timeout, output capture."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._child import RESULT_MIME
+from ..errors import KernelDiedError
+from ..model import FlowSource, StepCell
+from .kernels import ChildKernel, KernelPool
+
+#: Metaflow's defaults for @retry and @timeout.
+DEFAULT_RETRY_TIMES = 3
+DEFAULT_MINUTES_BETWEEN_RETRIES = 2
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+def cell_filename(label: str, step: str | None = None) -> str:
+    return f"<{label}{', step ' + step if step else ''}>"
+
+
+def code_cells_spec(flow: FlowSource) -> list[dict[str, Any]]:
+    header = f"%%flow {flow.name}"
+    return [
+        {"source": c.source, "filename": cell_filename(c.label), "first_line": c.first_line, "header": header}
+        for c in flow.code_cells
+    ]
+
+
+def step_cell_spec(cell: StepCell) -> dict[str, Any]:
+    decorators = " ".join(d.source for d in cell.decorators)
+    head = f"%%step {cell.name}{'(' + cell.join_arg + ')' if cell.join_arg else ''} {decorators}".rstrip()
+    return {
+        "body": cell.body,
+        "filename": cell_filename(cell.label, cell.name),
+        "first_line": cell.first_line,
+        "header": head,
+        "join_arg": cell.join_arg,
+    }
+
+
+@dataclass
+class TaskRequest:
+    """Everything needed to run one task (of a run, or a spin)."""
+
+    flow: FlowSource
+    node: dict[str, Any]
+    step: str
+    pathspec: str
+    root: str
+    inputs: dict[str, dict[str, Any]] | None = None
+    join_inputs: list[dict[str, Any]] | None = None
+    foreach_stack: list[dict[str, Any]] = field(default_factory=list)
+    run_id: int | None = None
+    task_id: int | None = None
+    origin_run_id: int | None = None
+    namespace: str | None = None
+    username: str | None = None
+    tags: list[str] = field(default_factory=list)
+    parameter_names: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    skip_decorators: bool = False
+
+    def spec(self, retry_count: int, catch_var: str | None) -> dict[str, Any]:
+        cell = self.flow.steps[self.step]
+        env = {}
+        deco = cell.decorator("environment")
+        if deco is not None and not self.skip_decorators:
+            env = {str(k): str(v) for k, v in (deco.kwargs.get("vars") or {}).items()}
+        return {
+            "root": self.root, "flow": self.flow.name, "step": self.step, "steps": list(self.flow.steps),
+            "run_id": self.run_id, "task_id": self.task_id, "origin_run_id": self.origin_run_id,
+            "file": self.flow.path, "cwd": self.cwd,
+            "code_cells": code_cells_spec(self.flow), "step_cell": step_cell_spec(cell),
+            "node": self.node, "inputs": self.inputs, "join_inputs": self.join_inputs,
+            "foreach_stack": self.foreach_stack, "retry_count": retry_count, "catch_var": catch_var,
+            "namespace": self.namespace, "username": self.username, "tags": self.tags,
+            "parameter_names": self.parameter_names, "environment": env,
+        }
+
+
+@dataclass
+class TaskOutcome:
+    status: str
+    attempt: int
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    num_splits: int | None = None
+    switch_value: Any = None
+    error: dict[str, Any] | None = None
+    caught: dict[str, Any] | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _timeout_seconds(cell: StepCell) -> float | None:
+    deco = cell.decorator("timeout")
+    if deco is None:
+        return None
+    k = deco.kwargs
+    total = float(k.get("seconds", 0)) + 60 * float(k.get("minutes", 0)) + 3600 * float(k.get("hours", 0))
+    return total or None
+
+
+def retry_policy(cell: StepCell, skip: bool = False) -> tuple[int, float]:
+    deco = None if skip else cell.decorator("retry")
+    if deco is None:
+        return 0, 0.0
+    times = int(deco.kwargs.get("times", DEFAULT_RETRY_TIMES))
+    minutes = float(deco.kwargs.get("minutes_between_retries", DEFAULT_MINUTES_BETWEEN_RETRIES))
+    return times, minutes * 60
+
+
+async def run_in_kernel(
+    kernel: ChildKernel,
+    spec: dict[str, Any],
+    emit: EventSink,
+    timeout: float | None,
+) -> TaskOutcome:
+    """One attempt; raises KernelDiedError / asyncio.TimeoutError."""
+    stdout: list[str] = []
+    stderr: list[str] = []
+    result: dict[str, Any] = {}
+
+    def on_message(msg: dict[str, Any]) -> None:
+        kind = msg["msg_type"]
+        content = msg["content"]
+        if kind == "stream":
+            (stdout if content["name"] == "stdout" else stderr).append(content["text"])
+            emit("stream", {"name": content["name"], "text": content["text"]})
+        elif kind in ("display_data", "update_display_data", "execute_result"):
+            data = content.get("data", {})
+            if RESULT_MIME in data:
+                result.update(data[RESULT_MIME])
+                return
+            emit("display", {"data": data, "metadata": content.get("metadata", {}), "msg_type": kind,
+                             "transient": content.get("transient", {})})
+        elif kind == "error":
+            result.setdefault("status", "failed")
+            result.setdefault("error", {"ename": content["ename"], "evalue": content["evalue"],
+                                        "traceback": content["traceback"], "text": "\n".join(content["traceback"])})
+
+    code = f"import flowcell._child as _fc; _fc.run_task({json.dumps(json.dumps(spec))}); del _fc"
+    started = time.time()
+    await kernel.execute(code, on_message, timeout=timeout)
+    outcome = TaskOutcome(status=result.get("status", "failed"), attempt=spec["retry_count"])
+    for key in ("artifacts", "created", "changed", "deleted", "error", "caught"):
+        if key in result:
+            setattr(outcome, key, result[key])
+    outcome.num_splits = result.get("num_splits")
+    outcome.switch_value = result.get("switch_value")
+    if not result:
+        outcome.error = {"ename": "FlowcellError", "evalue": "the task driver returned no result",
+                         "traceback": [], "text": ""}
+    outcome.stdout, outcome.stderr = "".join(stdout), "".join(stderr)
+    outcome.duration = time.time() - started
+    return outcome
+
+
+async def execute_task(
+    pool: KernelPool,
+    request: TaskRequest,
+    emit: EventSink,
+    on_retry: Callable[[int], None] | None = None,
+) -> TaskOutcome:
+    """Run a task with its ``@retry``, ``@catch`` and ``@timeout`` behaviour."""
+    cell = request.flow.steps[request.step]
+    times, pause = retry_policy(cell, request.skip_decorators)
+    timeout = None if request.skip_decorators else _timeout_seconds(cell)
+    catch = None if request.skip_decorators else cell.decorator("catch")
+    catch_var = (catch.kwargs.get("var") if catch else None)
+    attempt = 0
+    while True:
+        last = attempt >= times
+        spec = request.spec(attempt, catch_var if last else None)
+        kernel = await pool.acquire()
+        healthy = True
+        try:
+            outcome = await run_in_kernel(kernel, spec, emit, timeout)
+            if outcome.error and outcome.error.get("interrupted"):
+                healthy = True
+        except KernelDiedError as exc:
+            healthy = False
+            tail = kernel.log_tail()
+            outcome = TaskOutcome(status="failed", attempt=attempt, error={
+                "ename": "KernelDiedError", "evalue": f"{exc} while running {request.pathspec}",
+                "traceback": [f"The child kernel running {request.pathspec} died: {exc}."]
+                + ([f"Kernel log:\n{tail}"] if tail.strip() else []),
+                "text": str(exc), "kernel_died": True})
+        except asyncio.TimeoutError:
+            healthy = False
+            await kernel.interrupt()
+            outcome = TaskOutcome(status="failed", attempt=attempt, error={
+                "ename": "StepTimeoutError",
+                "evalue": f"{request.pathspec} ran longer than its @timeout of {timeout:g} s and was stopped",
+                "traceback": [], "text": "timeout"})
+        except asyncio.CancelledError:
+            await kernel.interrupt()
+            await pool.release(kernel, healthy=False)
+            raise
+        finally:
+            if kernel in pool._busy:
+                await pool.release(kernel, healthy=healthy)
+        outcome.attempt = attempt
+        if outcome.ok or (outcome.error or {}).get("interrupted"):
+            return outcome
+        if last:
+            if catch_var and outcome.error and outcome.caught is None:
+                # The kernel died or timed out: the child could not apply @catch itself.
+                outcome = await _caught_in_parent(pool, request, outcome, catch_var, emit)
+            return outcome
+        attempt += 1
+        if on_retry:
+            on_retry(attempt)
+        emit("retry", {"attempt": attempt, "error": outcome.error})
+        if pause:
+            await asyncio.sleep(pause)
+
+
+async def _caught_in_parent(
+    pool: KernelPool, request: TaskRequest, failed: TaskOutcome, catch_var: str, emit: EventSink
+) -> TaskOutcome:
+    """@catch for a task whose kernel died: record the error, pass inputs through."""
+    from .._child import CaughtException
+    from ..store.blobs import BlobStore
+    from ..store.serialize import dump_artifact
+
+    error = failed.error or {}
+    store = BlobStore(request.root)
+    value = CaughtException(error.get("ename", "Error"), error.get("evalue", ""), error.get("text", ""))
+    artifacts = dict(request.inputs or {})
+    artifacts[catch_var] = dump_artifact(store, catch_var, value, step=request.step).to_json()
+    return TaskOutcome(status="ok", attempt=failed.attempt, artifacts=artifacts, created=[catch_var],
+                       caught=error, stdout=failed.stdout, stderr=failed.stderr)

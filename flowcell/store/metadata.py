@@ -1,0 +1,379 @@
+"""Run and task metadata in SQLite (WAL mode, one transaction per state change).
+
+Several processes may write one store at once (two ``flowcell run`` of the same
+flow, a tagger in a third shell): run numbers are allocated inside an
+``IMMEDIATE`` transaction, so they are distinct and increasing per flow, and every
+state change is a single short transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import StoreError, StoreFullError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    flow TEXT NOT NULL,
+    run_number INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    params TEXT NOT NULL DEFAULT '{}',
+    origin_run_number INTEGER,
+    source TEXT,
+    PRIMARY KEY (flow, run_number)
+);
+CREATE TABLE IF NOT EXISTS run_tags (
+    flow TEXT NOT NULL,
+    run_number INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    system INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (flow, run_number, tag)
+);
+CREATE INDEX IF NOT EXISTS run_tags_by_tag ON run_tags (flow, tag, run_number);
+CREATE TABLE IF NOT EXISTS tasks (
+    flow TEXT NOT NULL,
+    run_number INTEGER NOT NULL,
+    task_id INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    foreach_stack TEXT NOT NULL DEFAULT '[]',
+    parents TEXT NOT NULL DEFAULT '[]',
+    stdout TEXT NOT NULL DEFAULT '',
+    stderr TEXT NOT NULL DEFAULT '',
+    exception TEXT,
+    origin TEXT,
+    PRIMARY KEY (flow, run_number, task_id)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_step ON tasks (flow, run_number, step, task_id);
+CREATE TABLE IF NOT EXISTS artifacts (
+    flow TEXT NOT NULL,
+    run_number INTEGER NOT NULL,
+    task_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    PRIMARY KEY (flow, run_number, task_id, name)
+);
+"""
+
+
+@dataclass
+class RunRecord:
+    flow: str
+    run_number: int
+    user: str
+    status: str
+    created_at: float
+    finished_at: float | None
+    params: dict[str, Any]
+    origin_run_number: int | None
+    source: str | None
+    tags: list[str] = field(default_factory=list)
+    system_tags: list[str] = field(default_factory=list)
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow}/{self.run_number}"
+
+
+@dataclass
+class TaskRecord:
+    flow: str
+    run_number: int
+    task_id: int
+    step: str
+    status: str
+    attempt: int
+    created_at: float
+    finished_at: float | None
+    foreach_stack: list[dict[str, Any]]
+    parents: list[int]
+    stdout: str
+    stderr: str
+    exception: dict[str, Any] | None
+    origin: str | None
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow}/{self.run_number}/{self.step}/{self.task_id}"
+
+
+class MetadataStore:
+    """The SQLite side of a flowcell store (``ROOT/metadata.sqlite``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.path = Path(root) / "metadata.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.row_factory = sqlite3.Row
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL keeps every commit atomic and survives a process crash;
+            # blob bytes are fsynced before a task is committed here.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=60000")
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One IMMEDIATE transaction: the write lock is taken up front, so two
+        processes never both read a max and then both insert it."""
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                yield cur
+                cur.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback(cur)
+                if "full" in str(exc).lower():
+                    raise StoreFullError(
+                        f"The disk holding {self.path.parent} is full; free some space and try again."
+                    ) from exc
+                raise StoreError(f"Cannot write the run metadata in {self.path}: {exc}") from exc
+            except BaseException:
+                self._rollback(cur)
+                raise
+
+    def _rollback(self, cur: sqlite3.Cursor) -> None:
+        try:
+            cur.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # -- runs ----------------------------------------------------------------------
+
+    def new_run(
+        self,
+        flow: str,
+        user: str,
+        tags: list[str],
+        system_tags: list[str],
+        params: dict[str, Any],
+        origin_run_number: int | None = None,
+        source: str | None = None,
+    ) -> int:
+        """Allocate the next run number of ``flow`` and record the run as running."""
+        with self.transaction() as cur:
+            row = cur.execute(
+                "SELECT COALESCE(MAX(run_number), 0) + 1 FROM runs WHERE flow = ?", (flow,)
+            ).fetchone()
+            number = int(row[0])
+            cur.execute(
+                "INSERT INTO runs (flow, run_number, user, status, created_at, params,"
+                " origin_run_number, source) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                (flow, number, user, time.time(), json.dumps(params), origin_run_number, source),
+            )
+            cur.executemany(
+                "INSERT OR IGNORE INTO run_tags (flow, run_number, tag, system) VALUES (?, ?, ?, ?)",
+                [(flow, number, t, 1) for t in system_tags] + [(flow, number, t, 0) for t in tags],
+            )
+        return number
+
+    def finish_run(self, flow: str, run_number: int, status: str) -> None:
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE flow = ? AND run_number = ?",
+                (status, time.time(), flow, run_number),
+            )
+
+    def _run_from_row(self, row: sqlite3.Row) -> RunRecord:
+        tag_rows = self._query(
+            "SELECT tag, system FROM run_tags WHERE flow = ? AND run_number = ? ORDER BY tag",
+            (row["flow"], row["run_number"]),
+        )
+        return RunRecord(
+            flow=row["flow"],
+            run_number=row["run_number"],
+            user=row["user"],
+            status=row["status"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            params=json.loads(row["params"]),
+            origin_run_number=row["origin_run_number"],
+            source=row["source"],
+            tags=[r["tag"] for r in tag_rows if not r["system"]],
+            system_tags=[r["tag"] for r in tag_rows if r["system"]],
+        )
+
+    def get_run(self, flow: str, run_number: int) -> RunRecord | None:
+        rows = self._query("SELECT * FROM runs WHERE flow = ? AND run_number = ?", (flow, run_number))
+        return self._run_from_row(rows[0]) if rows else None
+
+    def flows(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT DISTINCT flow FROM runs ORDER BY flow")]
+
+    def runs(
+        self,
+        flow: str,
+        tags: tuple[str, ...] = (),
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs of ``flow`` newest first, having every tag in ``tags``."""
+        sql = "SELECT * FROM runs r WHERE r.flow = ?"
+        args: list[Any] = [flow]
+        for tag in tags:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM run_tags t WHERE t.flow = r.flow"
+                " AND t.run_number = r.run_number AND t.tag = ?)"
+            )
+            args.append(tag)
+        if status is not None:
+            sql += " AND r.status = ?"
+            args.append(status)
+        sql += " ORDER BY r.run_number DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [self._run_from_row(r) for r in self._query(sql, tuple(args))]
+
+    def set_tags(self, flow: str, run_number: int, add: list[str], remove: list[str]) -> None:
+        """Add and remove user tags in one transaction (system tags are untouched)."""
+        with self.transaction() as cur:
+            cur.executemany(
+                "DELETE FROM run_tags WHERE flow = ? AND run_number = ? AND tag = ? AND system = 0",
+                [(flow, run_number, t) for t in remove],
+            )
+            cur.executemany(
+                "INSERT OR IGNORE INTO run_tags (flow, run_number, tag, system) VALUES (?, ?, ?, 0)",
+                [(flow, run_number, t) for t in add],
+            )
+
+    # -- tasks ---------------------------------------------------------------------
+
+    def new_task(
+        self,
+        flow: str,
+        run_number: int,
+        step: str,
+        foreach_stack: list[dict[str, Any]],
+        parents: list[int],
+        status: str = "running",
+        attempt: int = 0,
+        origin: str | None = None,
+    ) -> int:
+        with self.transaction() as cur:
+            row = cur.execute(
+                "SELECT COALESCE(MAX(task_id), 0) + 1 FROM tasks WHERE flow = ? AND run_number = ?",
+                (flow, run_number),
+            ).fetchone()
+            task_id = int(row[0])
+            cur.execute(
+                "INSERT INTO tasks (flow, run_number, task_id, step, status, attempt, created_at,"
+                " foreach_stack, parents, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (flow, run_number, task_id, step, status, attempt, time.time(),
+                 json.dumps(foreach_stack), json.dumps(parents), origin),
+            )
+        return task_id
+
+    def set_attempt(self, flow: str, run_number: int, task_id: int, attempt: int) -> None:
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE tasks SET attempt = ?, status = 'running' WHERE flow = ? AND run_number = ? AND task_id = ?",
+                (attempt, flow, run_number, task_id),
+            )
+
+    def finish_task(
+        self,
+        flow: str,
+        run_number: int,
+        task_id: int,
+        status: str,
+        artifacts: dict[str, dict[str, Any]],
+        stdout: str = "",
+        stderr: str = "",
+        exception: dict[str, Any] | None = None,
+    ) -> None:
+        """Commit a task's outcome and artifact references in one transaction."""
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE tasks SET status = ?, finished_at = ?, stdout = ?, stderr = ?, exception = ?"
+                " WHERE flow = ? AND run_number = ? AND task_id = ?",
+                (status, time.time(), stdout, stderr,
+                 json.dumps(exception) if exception else None, flow, run_number, task_id),
+            )
+            cur.execute(
+                "DELETE FROM artifacts WHERE flow = ? AND run_number = ? AND task_id = ?",
+                (flow, run_number, task_id),
+            )
+            cur.executemany(
+                "INSERT INTO artifacts (flow, run_number, task_id, name, ref) VALUES (?, ?, ?, ?, ?)",
+                [(flow, run_number, task_id, n, json.dumps(r)) for n, r in artifacts.items()],
+            )
+
+    def _task_from_row(self, row: sqlite3.Row) -> TaskRecord:
+        return TaskRecord(
+            flow=row["flow"],
+            run_number=row["run_number"],
+            task_id=row["task_id"],
+            step=row["step"],
+            status=row["status"],
+            attempt=row["attempt"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            foreach_stack=json.loads(row["foreach_stack"]),
+            parents=json.loads(row["parents"]),
+            stdout=row["stdout"],
+            stderr=row["stderr"],
+            exception=json.loads(row["exception"]) if row["exception"] else None,
+            origin=row["origin"],
+        )
+
+    def tasks(self, flow: str, run_number: int, step: str | None = None) -> list[TaskRecord]:
+        if step is None:
+            rows = self._query(
+                "SELECT * FROM tasks WHERE flow = ? AND run_number = ? ORDER BY task_id",
+                (flow, run_number),
+            )
+        else:
+            rows = self._query(
+                "SELECT * FROM tasks WHERE flow = ? AND run_number = ? AND step = ? ORDER BY task_id",
+                (flow, run_number, step),
+            )
+        return [self._task_from_row(r) for r in rows]
+
+    def get_task(self, flow: str, run_number: int, task_id: int) -> TaskRecord | None:
+        rows = self._query(
+            "SELECT * FROM tasks WHERE flow = ? AND run_number = ? AND task_id = ?",
+            (flow, run_number, task_id),
+        )
+        return self._task_from_row(rows[0]) if rows else None
+
+    def steps(self, flow: str, run_number: int) -> list[str]:
+        rows = self._query(
+            "SELECT step, MIN(task_id) AS first FROM tasks WHERE flow = ? AND run_number = ?"
+            " GROUP BY step ORDER BY first",
+            (flow, run_number),
+        )
+        return [r["step"] for r in rows]
+
+    def artifacts(self, flow: str, run_number: int, task_id: int) -> dict[str, dict[str, Any]]:
+        rows = self._query(
+            "SELECT name, ref FROM artifacts WHERE flow = ? AND run_number = ? AND task_id = ? ORDER BY name",
+            (flow, run_number, task_id),
+        )
+        return {r["name"]: json.loads(r["ref"]) for r in rows}
