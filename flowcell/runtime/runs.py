@@ -103,7 +103,7 @@ def start_run(
         Path(run_id_file).write_text(str(run_number))
     ctx = RunContext(flow=flow, graph=graph, meta=meta, root=str(root), run_number=run_number,
                      parameter_names=list(values), namespace=default_namespace(), username=user,
-                     tags=user_tags, cwd=runtime.cwd, max_workers=max_workers)
+                     tags=user_tags, cwd=os.getcwd(), max_workers=max_workers)
     param_task = meta.new_task(flow.name, run_number, "_parameters", [], [])
     refs = {name: dump_artifact(blobs, name, value, step="_parameters").to_json() for name, value in values.items()}
     meta.finish_task(flow.name, run_number, param_task, "completed", refs)
