@@ -77,7 +77,10 @@ def _step_function(spec: dict[str, Any], namespace: dict[str, Any]) -> Any:
         returns=None,
         type_params=[],
     )
-    fn.lineno, fn.col_offset = cell["first_line"], 0
+    body = fn.body
+    fn.lineno, fn.col_offset = max(1, cell["first_line"] - 1), 0
+    fn.end_lineno = getattr(body[-1], "end_lineno", None) or cell["first_line"]
+    fn.end_col_offset = 0
     module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
     local: dict[str, Any] = {}
     exec(compile(module, filename, "exec"), namespace, local)

@@ -9,18 +9,17 @@ from typing import Any
 
 from .errors import FlowcellError
 
-RUN_FLAGS = {"--tag", "--max-workers", "--run-id-file", "--quiet", "--namespace"}
-
-
-def split_params(argv: list[str], known_with_value: set[str]) -> tuple[dict[str, str], list[str]]:
-    """Separate ``--PARAM VALUE`` pairs (any flag not in ``known_with_value``) from the rest."""
+def split_params(
+    argv: list[str], known_with_value: set[str], known_flags: frozenset[str] = frozenset({"--quiet", "--json"})
+) -> tuple[dict[str, str], list[str]]:
+    """Separate ``--PARAM VALUE`` pairs (any flag that is not a known option) from the rest."""
     params: dict[str, str] = {}
     rest: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
         name, eq, inline = arg.partition("=")
-        if arg.startswith("--") and name not in known_with_value and name not in ("--help",):
+        if arg.startswith("--") and name not in known_with_value and name not in known_flags | {"--help"}:
             if eq:
                 params[name[2:]] = inline
                 i += 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from traitlets import Bool, Int
 
 from .errors import FlowcellError, LintError, RunFailed, StepFailed
@@ -81,7 +81,7 @@ class FlowcellMagics(Magics):
         kept.append(_Registered(f"cell:{cell_key}:{key}", kind, cell))
         self._cells = kept
 
-    def flow(self) -> FlowSource:
+    def current_flow(self) -> FlowSource:
         """The flow as registered so far, in the order the cells were run."""
         path = self._notebook_path()
         name = self._flow_name or (flow_name_from_path(path) if path else "NotebookFlow")
@@ -95,9 +95,10 @@ class FlowcellMagics(Magics):
 
     # -- cell magics ---------------------------------------------------------------
 
-    @cell_magic
-    def flow(self, line: str, cell: str) -> None:  # type: ignore[no-redef]
-        """%%flow [NAME] — module-level code and parameters of the notebook's flow."""
+    @line_cell_magic
+    def flow(self, line: str, cell: str | None = None) -> None:
+        """%%flow [NAME] — module-level code and parameters; ``%flow NAME`` only names the flow."""
+        cell = cell or ""
         label = self._label()
         try:
             name = parse_flow_line(line, label)
@@ -119,7 +120,7 @@ class FlowcellMagics(Magics):
             raise UsageError(str(exc)) from None
         self._register("flow", f"flow:{hash(cell)}", code)
         if params:
-            print(f"Flow {self.flow().name}: parameters {', '.join(p.name for p in params)}")
+            print(f"Flow {self.current_flow().name}: parameters {', '.join(p.name for p in params)}")
 
     @cell_magic
     def step(self, line: str, cell: str) -> None:
@@ -143,7 +144,7 @@ class FlowcellMagics(Magics):
             self._notified_decorators.update(passthrough)
             print(f"Note: @{', @'.join(passthrough)} {'has' if len(passthrough) == 1 else 'have'} no local effect; "
                   "kept for the exported flow.")
-        print(f"Registered step {name!r} of flow {self.flow().name}.")
+        print(f"Registered step {name!r} of flow {self.current_flow().name}.")
 
     # -- line magics ---------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class FlowcellMagics(Magics):
             args = parser.parse_args(rest)
         except (argparse.ArgumentError, SystemExit) as exc:
             raise UsageError(f"%run_flow: {exc}") from None
-        flow = self.flow()
+        flow = self.current_flow()
         if not flow.steps:
             raise UsageError("No %%step cells have been run yet: run the %%flow and %%step cells first.")
         try:
@@ -204,7 +205,7 @@ class FlowcellMagics(Magics):
             print(f"autospin {'on' if self.autospin else 'off'}")
             return
         if parts[:1] == ["status"]:
-            flow = self.flow()
+            flow = self.current_flow()
             print(f"flow {flow.name}: {len(flow.code_cells)} %%flow cell(s), steps: {', '.join(flow.steps) or 'none'}")
             return
         raise UsageError("Usage: %flowcell autospin on|off, or %flowcell status")
