@@ -24,6 +24,9 @@ _ADDRESS = re.compile(r"^[0-9a-f]{64}$")
 #: Above this size, hashing uses every core (BLAKE3 scales across threads).
 _PARALLEL_HASH = 1 << 20
 _CHUNK = 64 << 20
+#: Blobs at least this large are re-hashed only when their file changed since the
+#: last verification (see ``BlobStore.map``).
+LARGE_BLOB = 64 << 20
 
 Data = bytes | bytearray | memoryview | PickleBuffer
 
@@ -45,13 +48,45 @@ def _fsync_dir(path: Path) -> None:
 class BlobStore:
     """Immutable blobs addressed by their BLAKE3 digest."""
 
-    def __init__(self, root: str | os.PathLike[str], durable: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        durable: bool = True,
+        verify_always: bool | None = None,
+        large_blob: int = LARGE_BLOB,
+    ) -> None:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"
+        self.verified = self.root / "verified"
         self.durable = durable
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        if verify_always is None:
+            verify_always = os.environ.get("FLOWCELL_VERIFY", "").lower() == "always"
+        self.verify_always = verify_always
+        self.large_blob = large_blob
+        for folder in (self.blobs, self.tmp, self.verified):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _fingerprint(st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+    def _mark_verified(self, address: str, st: os.stat_result) -> None:
+        """Remember that this exact file (inode, size, mtime, ctime) hashed correctly."""
+        if st.st_size < self.large_blob:
+            return
+        marker = self.verified / address
+        tmp = self.tmp / f"{address}.verified.{os.getpid()}"
+        tmp.write_text(self._fingerprint(st))
+        os.replace(tmp, marker)
+
+    def _known_good(self, address: str, st: os.stat_result) -> bool:
+        if self.verify_always or st.st_size < self.large_blob:
+            return False
+        try:
+            return (self.verified / address).read_text() == self._fingerprint(st)
+        except OSError:
+            return False
 
     def path(self, address: str) -> Path:
         """Where a blob lives; refuses anything but a well-formed address."""
@@ -86,6 +121,8 @@ class BlobStore:
                 os.replace(tmp_name, target)
                 if self.durable:
                     _fsync_dir(target.parent)
+                # The bytes were hashed from memory just now and are durable.
+                self._mark_verified(address, target.stat())
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise StoreFullError(
@@ -118,8 +155,11 @@ class BlobStore:
     def map(self, address: str) -> mmap.mmap | bytes:
         """A copy-on-write memory map of the blob, verified against the address.
 
-        Verification reads the pages once through the page cache; the mapping itself
-        stays lazy, so a large array costs no private memory until written to.
+        The mapping is lazy: a large array costs no private memory until written
+        to.  Hashing a blob reads every page, so a large blob (``large_blob`` bytes
+        or more) is hashed only if its file changed since it was last verified
+        (same inode, size, mtime and ctime, as git's index does); set
+        ``FLOWCELL_VERIFY=always`` to hash on every read.
         """
         path = self.path(address)
         try:
@@ -132,9 +172,13 @@ class BlobStore:
                 if digest(b"") != address:
                     raise self._corrupt(address, digest(b""))
                 return b""
+            st = os.fstat(fh.fileno())
             mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)
+        if self._known_good(address, st):
+            return mapped
         actual = digest(memoryview(mapped))
         if actual != address:
             mapped.close()
             raise self._corrupt(address, actual)
+        self._mark_verified(address, st)
         return mapped
