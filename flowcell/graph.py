@@ -33,6 +33,7 @@ class StepNode:
     invalid_tail_next: bool = False
     tail_next_lineno: int = 0
     split_parents: list[str] = field(default_factory=list)
+    split_branches: list[str] = field(default_factory=list)
     matching_join: str | None = None
     is_inside_foreach: bool = False
     foreach_is_literal: bool = True
@@ -136,27 +137,29 @@ class FlowGraph:
     def _traverse(self) -> None:
         in_funcs: dict[str, set[str]] = {n: set() for n in self.nodes}
 
-        def visit(node: StepNode, seen: list[str], split_parents: list[str]) -> None:
+        def visit(node: StepNode, seen: list[str], split_parents: list[str], branches: list[str]) -> None:
             if node.name in self._sorted:
                 self._sorted.remove(node.name)
             self._sorted.append(node.name)
+            opens_split = False
             if node.type in ("split", "foreach"):
-                node.split_parents = split_parents
+                node.split_parents, node.split_branches = split_parents, branches
                 split_parents = split_parents + [node.name]
+                opens_split = True
             elif node.type == "join":
                 if split_parents:
                     self.nodes[split_parents[-1]].matching_join = node.name
-                    node.split_parents = split_parents
-                    split_parents = split_parents[:-1]
+                    node.split_parents, node.split_branches = split_parents, branches[:-1]
+                    split_parents, branches = split_parents[:-1], branches[:-1]
             else:
-                node.split_parents = split_parents
+                node.split_parents, node.split_branches = split_parents, branches
             for out in node.out_funcs:
                 if out not in seen and out in self.nodes:
                     in_funcs[out].add(node.name)
-                    visit(self.nodes[out], seen + [out], split_parents)
+                    visit(self.nodes[out], seen + [out], split_parents, branches + ([out] if opens_split else []))
 
         if "start" in self.nodes:
-            visit(self.nodes["start"], [], [])
+            visit(self.nodes["start"], [], [], [])
         for name, node in self.nodes.items():
             node.in_funcs = sorted(in_funcs[name])
         for node in self.nodes.values():
