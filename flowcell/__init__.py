@@ -15,7 +15,7 @@ from .parameters import Config, IncludeFile, JSONType, Parameter
 _LAZY = {
     "Flow": "client", "Run": "client", "Step": "client", "Task": "client", "DataArtifact": "client",
     "namespace": "client", "get_namespace": "client", "default_namespace": "client",
-    "FlowcellError": "errors",
+    "inspect_spin": "client", "Runner": "runner", "FlowcellError": "errors",
 }
 
 __all__ = ["__version__", "current", "Parameter", "IncludeFile", "Config", "JSONType",

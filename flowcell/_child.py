@@ -112,7 +112,9 @@ def _format_error(exc: BaseException, cell_files: set[str]) -> dict[str, Any]:
 
 def _load(store: BlobStore) -> Any:
     def loader(ref: dict[str, Any]) -> Any:
-        return load_artifact(store, ArtifactRef.from_json(ref))
+        # A reference may live in another store (a spin reads a run's artifacts).
+        source = _store(ref["root"]) if ref.get("root") else store
+        return load_artifact(source, ArtifactRef.from_json(ref))
 
     return loader
 

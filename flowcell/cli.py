@@ -34,54 +34,154 @@ def split_params(
     return params, rest
 
 
-def load_flow(path: str) -> Any:
-    from .model import read_notebook
+def _emit_json(payload: dict[str, Any]) -> None:
+    import json
 
-    p = Path(path)
-    if p.suffix == ".py":
-        raise FlowcellError(f"{path}: running a Metaflow flow.py directly is not supported yet; import it first.")
-    return read_notebook(p)
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
 
 
-def cmd_run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="flowcell run", description="Run a notebook's flow as a recorded run.")
-    parser.add_argument("notebook")
+def _run_summary(result: Any) -> dict[str, Any]:
+    """One machine-readable result for a run or resume (``--json``)."""
+    from .client import Run
+
+    run = Run(result.pathspec, _check_namespace=False, _root=Path(result.root))
+    error = None
+    for done in result.failures:
+        err = (done.outcome.error if done.outcome else None) or {}
+        error = {"pathspec": done.pathspec, "type": err.get("ename"), "message": err.get("evalue"),
+                 "line": err.get("line")}
+        break
+    end = run.end_task
+    return {"status": result.status, "pathspec": result.pathspec, "origin": run.origin_pathspec,
+            "artifacts": sorted(a.id for a in end.artifacts) if end else [], "error": error}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", action="append", default=[], help="tag the run (repeatable)")
     parser.add_argument("--max-workers", type=int, default=4, help="tasks run at once (default 4)")
     parser.add_argument("--run-id-file", help="write the run id here as soon as it is known")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
-    params, rest = split_params(argv, {"--tag", "--max-workers", "--run-id-file"})
+    parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
+
+
+def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
+    parser = argparse.ArgumentParser(prog=f"flowcell {prog}")
+    parser.add_argument("notebook")
+    if with_step:
+        parser.add_argument("step", nargs="?", help="step to resume from (default: the first failed step)")
+        parser.add_argument("--origin-run-id", help="run to resume (default: the latest)")
+    _common(parser)
+    params, rest = split_params(argv, {"--tag", "--max-workers", "--run-id-file", "--origin-run-id"})
     args = parser.parse_args(rest)
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
     from .progress import ConsoleProgress
+    from .runner import load_flow
     from .runtime.engine import Runtime
-    from .runtime.runs import start_run
+    from .runtime.runs import start_resume, start_run
 
     flow = load_flow(args.notebook)
     runtime = Runtime(pool_size=min(args.max_workers, 2))
     try:
-        observer = ConsoleProgress(quiet=args.quiet)
-        result = start_run(runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
-                           run_id_file=args.run_id_file, observer=observer)
+        observer = ConsoleProgress(quiet=args.quiet or args.json)
+        if with_step:
+            result = start_resume(runtime, flow, args.step, args.origin_run_id, params, tags=args.tag,
+                                  max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer)
+        else:
+            result = start_run(runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
+                               run_id_file=args.run_id_file, observer=observer)
     finally:
         runtime.close()
-    print(f"{result.pathspec} {result.status}", file=sys.stderr if args.quiet else sys.stdout)
+    if args.json:
+        _emit_json(_run_summary(result))
+    else:
+        print(f"{result.pathspec} {result.status}", file=sys.stderr if args.quiet else sys.stdout)
     return 0 if result.status == "completed" else 1
 
 
-COMMANDS = {"run": cmd_run}
+def cmd_run(argv: list[str]) -> int:
+    return _run_like("run", argv, with_step=False)
+
+
+def cmd_resume(argv: list[str]) -> int:
+    return _run_like("resume", argv, with_step=True)
+
+
+def cmd_spin(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flowcell spin", description="Run one step against past inputs.")
+    parser.add_argument("notebook")
+    parser.add_argument("target", nargs="+", help="STEP, RUN/STEP, RUN/STEP/TASK, FLOW/RUN/STEP[/TASK]")
+    parser.add_argument("--artifacts-module")
+    parser.add_argument("--artifacts", help="a dict literal of artifact overrides")
+    parser.add_argument("--persist", action="store_true", help="keep the outputs in ./.flowcell_spin")
+    parser.add_argument("--skip-decorators", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
+    args = parser.parse_args(argv)
+    from .progress import ConsoleProgress
+    from .runner import load_flow
+    from .runtime.engine import Runtime
+    from .runtime.spin import Spinner, load_artifacts_module, parse_artifacts_expr, parse_pathspec
+
+    flow = load_flow(args.notebook)
+    pathspec = args.target[-1]
+    _, step, _ = parse_pathspec(flow.name, pathspec)
+    if len(args.target) == 2 and args.target[0] != step:
+        raise FlowcellError(f"Step {args.target[0]!r} does not match pathspec {pathspec!r}.")
+    overrides: dict[str, Any] = {}
+    if args.artifacts_module:
+        overrides.update(load_artifacts_module(args.artifacts_module))
+    if args.artifacts:
+        overrides.update(parse_artifacts_expr(args.artifacts))
+    runtime = Runtime(pool_size=1)
+    try:
+        printer = ConsoleProgress(quiet=True)
+
+        def observer(kind: str, payload: dict[str, Any]) -> None:
+            if kind == "stream" and not args.json:
+                (sys.stdout if payload["name"] == "stdout" else sys.stderr).write(payload["text"])
+            printer(kind, payload)
+
+        result = Spinner(runtime).spin(flow, step or "", pathspec if "/" in pathspec else None, overrides,
+                                       persist=args.persist, skip_decorators=args.skip_decorators,
+                                       observer=observer)
+    finally:
+        runtime.close()
+    if args.json:
+        _emit_json(result.summary())
+    else:
+        summary = result.summary()
+        print(f"spin of {step} {result.status} (inputs from {result.inputs_from}); created: "
+              f"{', '.join(summary['created']) or '-'}; changed: {', '.join(summary['changed']) or '-'}",
+              file=sys.stderr)
+        if not result.successful and result.outcome and result.outcome.error:
+            for line in result.outcome.error.get("traceback") or []:
+                print(line, file=sys.stderr)
+    return 0 if result.successful else 1
+
+
+COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume}
+
+
+USAGE = """usage: flowcell COMMAND ...
+
+  run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] [--run-id-file F] [--json]
+      run a notebook's flow (or a Metaflow flow.py) as a recorded run
+  spin NOTEBOOK PATHSPEC [--artifacts-module F] [--artifacts DICT] [--persist] [--skip-decorators] [--json]
+      run one step against the inputs of a past task
+  resume NOTEBOOK [STEP] [--origin-run-id ID] [--PARAM VALUE ...] [--tag T] [--json]
+      re-run from STEP (default: the first failed step), cloning the tasks before it"""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: flowcell {run} ...\n\n  run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] "
-              "[--run-id-file F]\n      run a notebook's flow as a recorded run", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:])
     except FlowcellError as exc:
+        if "--json" in argv:
+            _emit_json({"status": "error", "error": {"type": type(exc).__name__, "message": str(exc)}})
         print(f"flowcell: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -37,6 +37,19 @@ def _stores_for(root: Path | None = None) -> tuple[MetadataStore, BlobStore]:
     return found
 
 
+def inspect_spin(path: str | Path = ".") -> Path:
+    """Point the Client at the spins persisted under ``path`` (``PATH/.flowcell_spin``)."""
+    from .runtime.spin import SPIN_DIR
+
+    root = Path(path).resolve()
+    if root.name != SPIN_DIR:
+        root = root / SPIN_DIR
+    if not (root / "metadata.sqlite").exists():
+        raise NotFoundError(f"No persisted spins in {root}: spin a step with persist=True (--persist) first.")
+    _state["root"] = str(root)
+    return root
+
+
 def default_namespace() -> str:
     """``production:TOKEN`` if ``FLOWCELL_PRODUCTION_TOKEN`` is set, else ``user:NAME``."""
     from .runtime.runs import default_namespace as _default
@@ -89,7 +102,10 @@ class DataArtifact:
 
     @property
     def data(self) -> Any:
-        _, blobs = _stores_for(self._task._root)
+        if self._ref.get("root"):
+            blobs = BlobStore(self._ref["root"])  # a spin's input, read where it lives
+        else:
+            _, blobs = _stores_for(self._task._root)
         return load_artifact(blobs, ArtifactRef.from_json(self._ref))
 
     @property

@@ -43,6 +43,7 @@ class FlowcellMagics(Magics):
         self._cell_id: str | None = None
         self._runtime: Any = None
         self._notified_decorators: set[str] = set()
+        self._spinner: Any = None
 
     # -- state ---------------------------------------------------------------------
 
@@ -56,6 +57,16 @@ class FlowcellMagics(Magics):
 
     def pre_run_cell(self, info: Any) -> None:
         self._cell_id = getattr(info, "cell_id", None)
+
+    def _observer(self, **kwargs: Any) -> Any:
+        """Live HTML progress in a Jupyter front end; plain console lines in terminal IPython."""
+        from .progress import ConsoleProgress, NotebookProgress
+
+        if getattr(self.shell, "kernel", None) is None:
+            import sys
+
+            return ConsoleProgress(stream=sys.stdout, quiet=not kwargs.get("live_table", True))
+        return NotebookProgress(**kwargs)
 
     def _label(self) -> str:
         count = getattr(self.shell, "execution_count", None)
@@ -144,7 +155,123 @@ class FlowcellMagics(Magics):
             self._notified_decorators.update(passthrough)
             print(f"Note: @{', @'.join(passthrough)} {'has' if len(passthrough) == 1 else 'have'} no local effect; "
                   "kept for the exported flow.")
-        print(f"Registered step {name!r} of flow {self.current_flow().name}.")
+        if not self.autospin:
+            print(f"Registered step {name!r} of flow {self.current_flow().name}.")
+            return
+        self._spin_and_show(name, None, {}, persist=False, skip_decorators=False, auto=True)
+
+    # -- spin ----------------------------------------------------------------------
+
+    @property
+    def spinner(self) -> Any:
+        if self._spinner is None:
+            from .runtime.spin import Spinner
+
+            self._spinner = Spinner(self.runtime)
+        return self._spinner
+
+    def _spin_and_show(self, step: str, pathspec: str | None, artifacts: dict[str, Any], persist: bool,
+                       skip_decorators: bool, auto: bool = False) -> Any:
+        from .errors import NotFoundError
+        from .progress import NotebookProgress
+
+        flow = self.current_flow()
+        try:
+            result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist,
+                                       skip_decorators=skip_decorators,
+                                       observer=self._observer(prefix_output=False, live_table=False),
+                                       check=not auto)
+        except NotFoundError as exc:
+            if auto:
+                print(f"Registered step {step!r}. {exc}")
+                return None
+            raise UsageError(str(exc)) from None
+        except FlowcellError as exc:
+            if auto:
+                print(f"Registered step {step!r}; not spun: {exc}")
+                return None
+            raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise UsageError(f"Spin of {step!r} interrupted.") from None
+        outcome = result.outcome
+        if not result.successful:
+            err = (outcome.error if outcome else None) or {}
+            raise StepFailed(result.pathspec or step, str(err.get("ename")), str(err.get("evalue")),
+                             [f"(inputs from {result.inputs_from})", *(err.get("traceback") or [])])
+        parts = []
+        for label, names in (("created", outcome.created), ("changed", outcome.changed),
+                             ("deleted", outcome.deleted)):
+            if names:
+                parts.append(f"{label} {', '.join(names)}")
+        print(f"Spun {step!r} in {outcome.duration * 1000:.0f} ms with inputs from {result.inputs_from}"
+              f"{': ' + '; '.join(parts) if parts else ''}.")
+        return result
+
+    @line_magic
+    def spin(self, line: str) -> Any:
+        """%spin [STEP] PATHSPEC [--artifacts-module FILE] [--artifacts DICT] [--persist] [--skip-decorators]"""
+        import argparse
+
+        from .runtime.spin import load_artifacts_module, parse_artifacts_expr, parse_pathspec
+
+        parser = argparse.ArgumentParser(prog="%spin", add_help=False, exit_on_error=False)
+        parser.add_argument("target", nargs="+")
+        parser.add_argument("--artifacts-module")
+        parser.add_argument("--artifacts")
+        parser.add_argument("--persist", action="store_true")
+        parser.add_argument("--skip-decorators", action="store_true")
+        parser.add_argument("--from-metaflow")
+        try:
+            args = parser.parse_args(shlex.split(line))
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise UsageError(f"%spin: {exc}. Usage: %spin STEP or %spin RUN/STEP[/TASK] [--persist] ...") from None
+        if len(args.target) > 2:
+            raise UsageError("%spin takes a step and/or a pathspec, e.g. %spin train or %spin 3/train/5.")
+        flow = self.current_flow()
+        try:
+            pathspec = args.target[-1]
+            _, step, _ = parse_pathspec(flow.name, pathspec)
+            if len(args.target) == 2:
+                if args.target[0] != step:
+                    raise FlowcellError(f"Step {args.target[0]!r} does not match pathspec {pathspec!r}.")
+            overrides: dict[str, Any] = {}
+            if args.artifacts_module:
+                overrides.update(load_artifacts_module(args.artifacts_module))
+            if args.artifacts:
+                overrides.update(parse_artifacts_expr(args.artifacts, self.shell.user_ns))
+            if args.from_metaflow:
+                raise FlowcellError("--from-metaflow is not available yet in this version of flowcell.")
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        return self._spin_and_show(step or "", pathspec if "/" in pathspec else None, overrides, args.persist,
+                                   args.skip_decorators)
+
+    @line_magic
+    def resume(self, line: str) -> Any:
+        """%resume [STEP] [--origin-run-id ID] [--PARAM VALUE ...] [--tag T ...]"""
+        import argparse
+
+        from .cli import split_params
+        from .runtime.runs import start_resume
+
+        try:
+            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--origin-run-id",
+                                                             "--run-id-file"})
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        parser = argparse.ArgumentParser(prog="%resume", add_help=False, exit_on_error=False)
+        parser.add_argument("step", nargs="?")
+        parser.add_argument("--origin-run-id")
+        parser.add_argument("--tag", action="append", default=[])
+        parser.add_argument("--max-workers", type=int, default=self.max_workers)
+        parser.add_argument("--run-id-file")
+        try:
+            args = parser.parse_args(rest)
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise UsageError(f"%resume: {exc}") from None
+        return self._finish_run(lambda observer: start_resume(
+            self.runtime, self.current_flow(), args.step, args.origin_run_id, params, tags=args.tag,
+            max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer))
 
     # -- line magics ---------------------------------------------------------------
 
@@ -173,18 +300,22 @@ class FlowcellMagics(Magics):
         flow = self.current_flow()
         if not flow.steps:
             raise UsageError("No %%step cells have been run yet: run the %%flow and %%step cells first.")
+        return self._finish_run(lambda observer: start_run(
+            self.runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
+            run_id_file=args.run_id_file, observer=observer))
+
+    def _finish_run(self, start: Any) -> Any:
+        """Run with live progress; return the Run, or raise with the failed task's traceback."""
+        from .client import Run
+        from .progress import NotebookProgress
+
         try:
-            result = start_run(self.runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
-                               run_id_file=args.run_id_file, observer=NotebookProgress())
-        except LintError as exc:
-            raise UsageError(str(exc)) from None
+            result = start(self._observer())
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             raise UsageError("Run interrupted: its tasks were stopped and the run was marked failed.") from None
-        from .client import namespace as _ns  # noqa: F401
-
-        run = Run(result.pathspec, _check_namespace=False)
+        run = Run(result.pathspec, _check_namespace=False, _root=Path(result.root))
         if result.status != "completed":
             failure = None
             for done in result.failures:

@@ -111,9 +111,10 @@ class ConsoleProgress:
 class NotebookProgress:
     """Live progress in the cell (an updated HTML display) plus the tasks' output."""
 
-    def __init__(self, prefix_output: bool = True) -> None:
+    def __init__(self, prefix_output: bool = True, live_table: bool = True) -> None:
         self.state = RunState()
         self.prefix_output = prefix_output
+        self.live_table = live_table
         self._handle: Any = None
         self._last_draw = 0.0
 
@@ -121,7 +122,7 @@ class NotebookProgress:
         from IPython.display import display, publish_display_data
 
         self.state.update(kind, p)
-        if kind == "run_started":
+        if kind == "run_started" and self.live_table:
             self._handle = display(self._bundle(), raw=True, display_id=True)
         elif kind == "stream":
             target = sys.stdout if p["name"] == "stdout" else sys.stderr

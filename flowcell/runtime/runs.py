@@ -12,15 +12,15 @@ from typing import Any
 
 from .. import parameters as params_mod
 from .._version import __version__
-from ..errors import InvalidNameError
+from ..errors import FlowcellError, InvalidNameError
 from ..graph import FlowGraph, build_graph
 from ..lint import lint
 from ..model import FlowSource
 from ..store.blobs import BlobStore
-from ..store.metadata import MetadataStore
+from ..store.metadata import MetadataStore, RunRecord
 from ..store.serialize import dump_artifact
 from .engine import Observer, Runtime
-from .scheduler import Done, Pending, RunContext, Scheduler
+from .scheduler import Done, Pending, RunContext, Scheduler, stack_key
 
 MAX_TAG_LENGTH = 500
 
@@ -78,6 +78,39 @@ def prepare(flow: FlowSource) -> FlowGraph:
     return graph
 
 
+def _record_parameters(meta: MetadataStore, flow: str, run_number: int,
+                       refs: dict[str, dict[str, Any]]) -> Done:
+    task_id = meta.new_task(flow, run_number, "_parameters", [], [])
+    meta.finish_task(flow, run_number, task_id, "completed", refs)
+    return Done("_parameters", task_id, f"{flow}/{run_number}/_parameters/{task_id}", refs, [])
+
+
+def _execute(runtime: Runtime, ctx: RunContext, first: Done, observer: Observer | None) -> RunResult:
+    """Schedule a recorded run from ``start`` and wait for it; always finish the record."""
+    flow, meta, run_number = ctx.flow, ctx.meta, ctx.run_number
+    result = RunResult(flow.name, run_number, "running", ctx.root)
+    runtime.resize(min(ctx.max_workers, 4))
+
+    async def go(emit: Observer) -> str:
+        emit("run_started", {"pathspec": f"{flow.name}/{run_number}", "steps": list(ctx.graph.sorted_nodes()),
+                             "origin": ctx.origin_run_id})
+        scheduler = Scheduler(ctx, runtime.pool, emit)
+        status = "failed"
+        try:
+            status = await scheduler.run([Pending("start", [first], [])])
+        finally:
+            meta.finish_run(flow.name, run_number, status)
+            emit("run_finished", {"pathspec": f"{flow.name}/{run_number}", "status": status})
+        result.failures = scheduler.failed
+        return status
+
+    try:
+        result.status = runtime.run(go, observer)
+    finally:
+        meta.close()
+    return result
+
+
 def start_run(
     runtime: Runtime,
     flow: FlowSource,
@@ -90,8 +123,7 @@ def start_run(
 ) -> RunResult:
     """Run ``flow`` as a recorded run and wait for it (Ctrl-C stops it)."""
     graph = prepare(flow)
-    base_dirs = [Path.cwd()] + ([Path(flow.path).parent] if flow.path else [])
-    values = params_mod.resolve(flow, given_params or {}, base_dirs)
+    values = params_mod.resolve(flow, given_params or {}, _base_dirs(flow))
     user_tags = check_tags(list(tags or []))
     root = root or store_root()
     meta = MetadataStore(root)
@@ -101,30 +133,111 @@ def start_run(
                               params_mod.display_values(values), source=flow.path)
     if run_id_file:
         Path(run_id_file).write_text(str(run_number))
+    refs = {name: dump_artifact(blobs, name, value, step="_parameters").to_json() for name, value in values.items()}
+    first = _record_parameters(meta, flow.name, run_number, refs)
     ctx = RunContext(flow=flow, graph=graph, meta=meta, root=str(root), run_number=run_number,
                      parameter_names=list(values), namespace=default_namespace(), username=user,
                      tags=user_tags, cwd=os.getcwd(), max_workers=max_workers)
-    param_task = meta.new_task(flow.name, run_number, "_parameters", [], [])
-    refs = {name: dump_artifact(blobs, name, value, step="_parameters").to_json() for name, value in values.items()}
-    meta.finish_task(flow.name, run_number, param_task, "completed", refs)
-    first = Done("_parameters", param_task, f"{flow.name}/{run_number}/_parameters/{param_task}", refs, [])
-    runtime.resize(min(max_workers, 4))
+    return _execute(runtime, ctx, first, observer)
 
-    async def go(emit: Observer) -> str:
-        emit("run_started", {"pathspec": f"{flow.name}/{run_number}", "steps": list(graph.sorted_nodes())})
-        scheduler = Scheduler(ctx, runtime.pool, emit)
-        status = "failed"
-        try:
-            status = await scheduler.run([Pending("start", [first], [])])
-        finally:
-            meta.finish_run(flow.name, run_number, status)
-            emit("run_finished", {"pathspec": f"{flow.name}/{run_number}", "status": status})
-        result.failures = scheduler.failed
-        return status
 
-    result = RunResult(flow.name, run_number, "running", str(root))
+def _base_dirs(flow: FlowSource) -> list[Path]:
+    return [Path.cwd()] + ([Path(flow.path).parent] if flow.path else [])
+
+
+def descendants(graph: FlowGraph, step: str) -> set[str]:
+    """``step`` and every step reachable from it."""
+    seen = {step}
+    stack = [step]
+    while stack:
+        for out in graph[stack.pop()].out_funcs:
+            if out not in seen:
+                seen.add(out)
+                stack.append(out)
+    return seen
+
+
+def start_resume(
+    runtime: Runtime,
+    flow: FlowSource,
+    step: str | None = None,
+    origin_run_id: int | str | None = None,
+    given_params: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    max_workers: int = 4,
+    run_id_file: str | None = None,
+    observer: Observer | None = None,
+    root: Path | None = None,
+) -> RunResult:
+    """A new run that clones the origin's successful tasks before ``step`` and runs the rest.
+
+    ``step`` defaults to the origin's first failed step, the origin to the latest
+    run of the flow in the current namespace.  Cloned tasks reference the origin's
+    blobs (no bytes are copied).
+    """
+    graph = prepare(flow)
+    root = root or store_root()
+    if not (root / "metadata.sqlite").exists():
+        raise FlowcellError(f"Nothing to resume: flow {flow.name} has no runs yet; run it first.")
+    meta = MetadataStore(root)
     try:
-        result.status = runtime.run(go, observer)
-    finally:
+        origin = _origin_run(meta, flow.name, origin_run_id)
+        origin_tasks = meta.tasks(flow.name, origin.run_number)
+        if step is None:
+            failed = [t for t in origin_tasks if t.status != "completed" and t.step in graph]
+            if not failed:
+                raise FlowcellError(
+                    f"Run {origin.pathspec} has no failed step to resume from; name one, e.g. resume('{graph.sorted_nodes()[-1]}')."
+                )
+            step = failed[0].step
+        if step not in graph:
+            raise FlowcellError(f"Flow {flow.name} has no step {step!r}; its steps are {', '.join(graph.sorted_nodes())}.")
+        rerun = descendants(graph, step)
+        clone_from = {
+            (t.step, stack_key(t.foreach_stack)): t
+            for t in origin_tasks
+            if t.status == "completed" and t.step in graph and t.step not in rerun
+        }
+        param_task = next((t for t in origin_tasks if t.step == "_parameters"), None)
+        origin_params = meta.artifacts(flow.name, origin.run_number, param_task.task_id) if param_task else {}
+        given = given_params or {}
+        values = params_mod.resolve(flow, given, _base_dirs(flow)) if given else {}
+        names = {s.name: s.var for s in flow.parameters}
+        overrides = {names.get(k, names.get(k.replace("-", "_"), k)) for k in given}
+        blobs = BlobStore(root)
+        override_refs = {var: dump_artifact(blobs, var, values[var], step="_parameters").to_json()
+                         for var in overrides if var in values}
+        user_tags = check_tags(list(tags or []))
+        user = username()
+        shown = {**origin.params, **params_mod.display_values({k: values[k] for k in override_refs})}
+        run_number = meta.new_run(flow.name, user, user_tags, system_tags(user), shown,
+                                  origin_run_number=origin.run_number, source=flow.path)
+    except BaseException:
         meta.close()
-    return result
+        raise
+    if run_id_file:
+        Path(run_id_file).write_text(str(run_number))
+    first = _record_parameters(meta, flow.name, run_number, {**origin_params, **override_refs})
+    ctx = RunContext(flow=flow, graph=graph, meta=meta, root=str(root), run_number=run_number,
+                     parameter_names=[s.var for s in flow.parameters], namespace=default_namespace(),
+                     username=user, tags=user_tags, cwd=os.getcwd(), origin_run_id=origin.run_number,
+                     max_workers=max_workers, clone_from=clone_from, rerun_steps=rerun,
+                     param_refs=override_refs)
+    return _execute(runtime, ctx, first, observer)
+
+
+def _origin_run(meta: MetadataStore, flow: str, origin_run_id: int | str | None) -> RunRecord:
+    if origin_run_id is not None:
+        text = str(origin_run_id).split("/")[-1]
+        try:
+            number = int(text)
+        except ValueError:
+            raise FlowcellError(f"--origin-run-id takes a run id such as 3, not {origin_run_id!r}.") from None
+        run = meta.get_run(flow, number)
+        if run is None:
+            raise FlowcellError(f"Run {flow}/{number} does not exist, so it cannot be resumed.")
+        return run
+    runs = meta.runs(flow, (default_namespace(),), limit=1)
+    if not runs:
+        raise FlowcellError(f"Nothing to resume: flow {flow} has no runs in namespace {default_namespace()}; run it first.")
+    return runs[0]

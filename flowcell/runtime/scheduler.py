@@ -15,7 +15,7 @@ from typing import Any
 
 from ..graph import FlowGraph
 from ..model import FlowSource
-from ..store.metadata import MetadataStore
+from ..store.metadata import MetadataStore, TaskRecord
 from .kernels import KernelPool
 from .task import EventSink, TaskOutcome, TaskRequest, execute_task
 
@@ -64,6 +64,11 @@ def node_spec(graph: FlowGraph, step: str) -> dict[str, Any]:
             "condition": node.condition, "switch_cases": dict(node.switch_cases)}
 
 
+def stack_key(frames: list[Frame] | list[dict[str, Any]]) -> tuple[Any, ...]:
+    """Identity of a task's position among splits: ((split step, index), ...)."""
+    return tuple((f.step, f.index) if isinstance(f, Frame) else (f["step"], f["index"]) for f in frames)
+
+
 def foreach_frames(stack: list[Frame]) -> list[dict[str, Any]]:
     return [f.to_json() for f in stack if f.kind == "foreach"]
 
@@ -84,6 +89,12 @@ class RunContext:
     cwd: str
     origin_run_id: int | None = None
     max_workers: int = 4
+    #: Resume: successful tasks of the origin run by (step, stack key), and the
+    #: steps that must run again (everything else is cloned by reference).
+    clone_from: dict[tuple[str, tuple[Any, ...]], TaskRecord] = field(default_factory=dict)
+    rerun_steps: set[str] = field(default_factory=set)
+    #: Parameter artifacts every executed task sees (resume may override values).
+    param_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,6 +193,7 @@ class Scheduler:
         )
         if ctx.graph[pending.step].type == "join":
             params = {k: v for k, v in pending.parents[0].artifacts.items() if k in ctx.parameter_names}
+            params.update(ctx.param_refs)
             req.inputs = params
             req.join_inputs = [
                 {"step": p.step, "pathspec": p.pathspec, "artifacts": p.artifacts,
@@ -189,11 +201,33 @@ class Scheduler:
                 for p in pending.parents
             ]
         else:
-            req.inputs = dict(pending.parents[0].artifacts)
+            req.inputs = {**pending.parents[0].artifacts, **ctx.param_refs}
         return req
+
+    def _clone(self, pending: Pending, origin: TaskRecord) -> Done:
+        """Resume: record the origin's successful task in this run, by reference."""
+        ctx = self.ctx
+        task_id = ctx.meta.new_task(
+            ctx.flow.name, ctx.run_number, pending.step, [f.to_json() for f in pending.stack],
+            [p.task_id for p in pending.parents], origin=origin.pathspec,
+        )
+        artifacts = ctx.meta.artifacts(origin.flow, origin.run_number, origin.task_id)
+        ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, "completed", artifacts,
+                             origin.stdout, origin.stderr, transition=origin.transition)
+        transition = origin.transition or {}
+        outcome = TaskOutcome(status="ok", attempt=origin.attempt, artifacts=artifacts,
+                              num_splits=transition.get("num_splits"), switch_value=transition.get("switch_value"))
+        pathspec = f"{ctx.flow.name}/{ctx.run_number}/{pending.step}/{task_id}"
+        self.emit("task_finished", {"status": "completed", "duration": 0.0, "cloned": origin.pathspec,
+                                    "pathspec": pathspec, "step": pending.step, "error": None})
+        return Done(pending.step, task_id, pathspec, artifacts, pending.stack, outcome)
 
     async def _run_task(self, pending: Pending) -> Done:
         ctx = self.ctx
+        if pending.step not in ctx.rerun_steps:
+            origin = ctx.clone_from.get((pending.step, stack_key(pending.stack)))
+            if origin is not None:
+                return self._clone(pending, origin)
         task_id = ctx.meta.new_task(
             ctx.flow.name, ctx.run_number, pending.step, [f.to_json() for f in pending.stack],
             [p.task_id for p in pending.parents],
@@ -220,8 +254,13 @@ class Scheduler:
         exception = outcome.error if not outcome.ok else None
         if exception:
             exception = {k: exception.get(k) for k in ("ename", "evalue", "traceback", "text", "line")}
+        transition = {k: v for k, v in (("num_splits", outcome.num_splits),
+                                        ("switch_value", outcome.switch_value)) if v is not None}
+        if ctx.graph[pending.step].type == "join":
+            transition["join"] = True
         ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, status,
-                             outcome.artifacts if outcome.ok else {}, outcome.stdout, outcome.stderr, exception)
+                             outcome.artifacts if outcome.ok else {}, outcome.stdout, outcome.stderr, exception,
+                             transition=transition or None)
         emit("task_finished", {"status": status, "duration": time.time() - started, "error": outcome.error,
                                "created": outcome.created, "changed": outcome.changed})
         return Done(pending.step, task_id, req.pathspec, outcome.artifacts, pending.stack, outcome)

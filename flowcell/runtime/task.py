@@ -74,7 +74,8 @@ class TaskRequest:
         if deco is not None and not self.skip_decorators:
             env = {str(k): str(v) for k, v in (deco.kwargs.get("vars") or {}).items()}
         return {
-            "root": self.root, "flow": self.flow.name, "step": self.step, "steps": list(self.flow.steps),
+            "root": self.root, "flow": self.flow.name, "step": self.step,
+            "steps": list(dict.fromkeys([*self.flow.steps, *self.node.get("out_funcs", [])])),
             "run_id": self.run_id, "task_id": self.task_id, "origin_run_id": self.origin_run_id,
             "file": self.flow.path, "cwd": self.cwd,
             "code_cells": code_cells_spec(self.flow), "step_cell": step_cell_spec(cell),

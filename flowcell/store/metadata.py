@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     stderr TEXT NOT NULL DEFAULT '',
     exception TEXT,
     origin TEXT,
+    transition TEXT,
     PRIMARY KEY (flow, run_number, task_id)
 );
 CREATE INDEX IF NOT EXISTS tasks_by_step ON tasks (flow, run_number, step, task_id);
@@ -104,6 +105,7 @@ class TaskRecord:
     stderr: str
     exception: dict[str, Any] | None
     origin: str | None
+    transition: dict[str, Any] | None = None
 
     @property
     def pathspec(self) -> str:
@@ -307,14 +309,15 @@ class MetadataStore:
         stdout: str = "",
         stderr: str = "",
         exception: dict[str, Any] | None = None,
+        transition: dict[str, Any] | None = None,
     ) -> None:
         """Commit a task's outcome and artifact references in one transaction."""
         with self.transaction() as cur:
             cur.execute(
-                "UPDATE tasks SET status = ?, finished_at = ?, stdout = ?, stderr = ?, exception = ?"
-                " WHERE flow = ? AND run_number = ? AND task_id = ?",
-                (status, time.time(), stdout, stderr,
-                 json.dumps(exception) if exception else None, flow, run_number, task_id),
+                "UPDATE tasks SET status = ?, finished_at = ?, stdout = ?, stderr = ?, exception = ?,"
+                " transition = ? WHERE flow = ? AND run_number = ? AND task_id = ?",
+                (status, time.time(), stdout, stderr, json.dumps(exception) if exception else None,
+                 json.dumps(transition) if transition else None, flow, run_number, task_id),
             )
             cur.execute(
                 "DELETE FROM artifacts WHERE flow = ? AND run_number = ? AND task_id = ?",
@@ -341,6 +344,7 @@ class MetadataStore:
             stderr=row["stderr"],
             exception=json.loads(row["exception"]) if row["exception"] else None,
             origin=row["origin"],
+            transition=json.loads(row["transition"]) if row["transition"] else None,
         )
 
     def tasks(self, flow: str, run_number: int, step: str | None = None) -> list[TaskRecord]:
