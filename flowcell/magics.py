@@ -180,7 +180,7 @@ class FlowcellMagics(Magics):
             result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist,
                                        skip_decorators=skip_decorators,
                                        observer=self._observer(prefix_output=False, live_table=False),
-                                       check=not auto)
+                                       check=False)
         except NotFoundError as exc:
             if auto:
                 print(f"Registered step {step!r}. {exc}")
