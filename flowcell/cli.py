@@ -75,14 +75,16 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
     args = parser.parse_args(rest)
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
-    from .progress import ConsoleProgress
-    from .runner import load_flow
     from .runtime.engine import Runtime
-    from .runtime.runs import start_resume, start_run
 
-    flow = load_flow(args.notebook)
+    # Start the kernels first: they boot while the notebook is read and checked.
     runtime = Runtime(pool_size=min(args.max_workers, 2))
     try:
+        from .progress import ConsoleProgress
+        from .runner import load_flow
+        from .runtime.runs import start_resume, start_run
+
+        flow = load_flow(args.notebook)
         observer = ConsoleProgress(quiet=args.quiet or args.json)
         if with_step:
             result = start_resume(runtime, flow, args.step, args.origin_run_id, params, tags=args.tag,
@@ -117,23 +119,25 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("--skip-decorators", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
     args = parser.parse_args(argv)
-    from .progress import ConsoleProgress
-    from .runner import load_flow
     from .runtime.engine import Runtime
-    from .runtime.spin import Spinner, load_artifacts_module, parse_artifacts_expr, parse_pathspec
 
-    flow = load_flow(args.notebook)
-    pathspec = args.target[-1]
-    _, step, _ = parse_pathspec(flow.name, pathspec)
-    if len(args.target) == 2 and args.target[0] != step:
-        raise FlowcellError(f"Step {args.target[0]!r} does not match pathspec {pathspec!r}.")
-    overrides: dict[str, Any] = {}
-    if args.artifacts_module:
-        overrides.update(load_artifacts_module(args.artifacts_module))
-    if args.artifacts:
-        overrides.update(parse_artifacts_expr(args.artifacts))
+    # Start the kernel first: it boots while the notebook is read and the inputs found.
     runtime = Runtime(pool_size=1)
     try:
+        from .progress import ConsoleProgress
+        from .runner import load_flow
+        from .runtime.spin import Spinner, load_artifacts_module, parse_artifacts_expr, parse_pathspec
+
+        flow = load_flow(args.notebook)
+        pathspec = args.target[-1]
+        _, step, _ = parse_pathspec(flow.name, pathspec)
+        if len(args.target) == 2 and args.target[0] != step:
+            raise FlowcellError(f"Step {args.target[0]!r} does not match pathspec {pathspec!r}.")
+        overrides: dict[str, Any] = {}
+        if args.artifacts_module:
+            overrides.update(load_artifacts_module(args.artifacts_module))
+        if args.artifacts:
+            overrides.update(parse_artifacts_expr(args.artifacts))
         printer = ConsoleProgress(quiet=True)
 
         def observer(kind: str, payload: dict[str, Any]) -> None:

@@ -165,12 +165,23 @@ class ChildKernel:
             pass
 
     async def shutdown(self, now: bool = False) -> None:
+        """Stop the kernel; ``now`` kills it at once and reaps it without jupyter_client's 0.1 s polls."""
         try:
             self.kc.stop_channels()
         except Exception:
             pass
         try:
-            await self.km.shutdown_kernel(now=now)
+            provisioner = self.km.provisioner
+            if now and provisioner is not None and self.km.has_kernel:
+                await provisioner.kill()
+                for _ in range(400):
+                    if await provisioner.poll() is not None:
+                        break
+                    await asyncio.sleep(0.005)
+                await provisioner.wait()
+                await self.km._async_cleanup_resources()
+            else:
+                await self.km.shutdown_kernel(now=now)
         except Exception:
             pass
 

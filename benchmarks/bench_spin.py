@@ -1,0 +1,152 @@
+"""Spinning one step, side by side: Metaflow's ``spin`` vs flowcell.
+
+Usage: .venv/bin/python benchmarks/bench_spin.py [--repeat 7] [--large-mb 2048]
+
+* Metaflow: ``python flow.py spin middle`` (CLI) and ``Runner(...).spin(...)`` after
+  one ``run``; every spin starts new processes.
+* flowcell cold: ``flowcell spin flow.ipynb middle`` from a shell (kernel start
+  included).
+* flowcell warm: ``Runner(nb).spin("middle")`` repeated in one long-lived process
+  (the notebook's case: the pool is already warm).
+* Lazy hydration: a run whose ``start`` holds ``--large-mb`` of arrays plus one small
+  artifact; spinning a step that touches only the small one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+STEPS = [
+    ("start", "self.x = 1\nself.next(self.middle)"),
+    ("middle", "self.y = self.x + 1\nself.next(self.end)"),
+    ("end", "pass"),
+]
+METAFLOW = """from metaflow import FlowSpec, step
+
+
+class SpinBenchFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = 1
+        self.next(self.middle)
+
+    @step
+    def middle(self):
+        self.y = self.x + 1
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    SpinBenchFlow()
+"""
+METAFLOW_RUNNER = """
+import sys, time, json
+from metaflow import Runner
+times = []
+for _ in range(int(sys.argv[1])):
+    t0 = time.perf_counter()
+    with Runner("spin_flow.py").spin("middle") as spin:
+        pass
+    times.append(time.perf_counter() - t0)
+print(json.dumps(times))
+"""
+
+
+def notebook(path: Path, steps: list[tuple[str, str]], name: str, header: str = "") -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"%%flow {name}\n{header}")]
+    nb.cells += [nbformat.v4.new_code_cell(f"%%step {n}\n{body}") for n, body in steps]
+    nbformat.write(nb, str(path))
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--large-mb", type=int, default=2048)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="flowcell-spin-bench-"))
+    env = dict(os.environ, USERNAME="bench", METAFLOW_DEFAULT_DATASTORE="local", METAFLOW_DEFAULT_METADATA="local",
+               FLOWCELL_ROOT=str(work / ".flowcell"), FLOWCELL_USER="bench")
+    os.environ.update({"FLOWCELL_ROOT": env["FLOWCELL_ROOT"], "FLOWCELL_USER": "bench"})
+    os.chdir(work)
+    (work / "spin_flow.py").write_text(METAFLOW)
+    timed([sys.executable, "spin_flow.py", "--quiet", "run"], work, env)
+    mf_cli = [timed([sys.executable, "spin_flow.py", "--quiet", "spin", "middle"], work, env)
+              for _ in range(args.repeat)]
+    out = subprocess.run([sys.executable, "-c", METAFLOW_RUNNER, str(args.repeat)], cwd=work, env=env,
+                         capture_output=True, text=True, check=True)
+    import json
+
+    mf_runner = json.loads(out.stdout.strip().splitlines()[-1])
+
+    notebook(work / "spin.ipynb", STEPS, "SpinBenchFlow")
+    timed([sys.executable, "-m", "flowcell.cli", "run", "spin.ipynb", "--quiet"], work, env)
+    cold = [timed([sys.executable, "-m", "flowcell.cli", "spin", "spin.ipynb", "middle"], work, env)
+            for _ in range(args.repeat)]
+    from flowcell import Runner
+
+    runner = Runner(work / "spin.ipynb")
+    with runner.spin("middle"):
+        pass  # warm-up: pool started, imports cached
+    warm = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        with runner.spin("middle") as spin:
+            assert spin.successful
+        warm.append(time.perf_counter() - t0)
+
+    # Lazy hydration: a run holding large arrays; the spun step touches one small artifact.
+    n = args.large_mb * 1024 * 1024 // 8 // 4
+    large_steps = [
+        ("start", "\n".join(f"self.big{i} = np.ones({n})" for i in range(4))
+         + "\nself.small = 41\nself.next(self.middle)"),
+        ("middle", "self.answer = self.small + 1\nself.next(self.end)"),
+        ("end", "pass"),
+    ]
+    notebook(work / "large.ipynb", large_steps, "LargeSpinFlow", "import numpy as np")
+    large = Runner(work / "large.ipynb")
+    with large.run():
+        pass
+    with large.spin("middle"):
+        pass
+    lazy = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        with large.spin("middle") as spin:
+            assert spin.task["answer"].data == 42
+        lazy.append(time.perf_counter() - t0)
+
+    m_cli, m_run = statistics.median(mf_cli), statistics.median(mf_runner)
+    c, w, z = statistics.median(cold), statistics.median(warm), statistics.median(lazy)
+    print("| spin of a trivial step | median | vs Metaflow CLI spin | vs Metaflow Runner.spin |")
+    print("| --- | --- | --- | --- |")
+    print(f"| Metaflow `python flow.py spin` | {m_cli:.3f} s | 1.0x | |")
+    print(f"| Metaflow `Runner.spin` | {m_run:.3f} s | | 1.0x |")
+    print(f"| flowcell `flowcell spin` (cold, shell) | {c:.3f} s | {m_cli / c:.1f}x faster | |")
+    print(f"| flowcell `Runner.spin` (warm pool) | {w * 1000:.1f} ms | {m_cli / w:.0f}x faster | {m_run / w:.0f}x faster |")
+    print(f"| flowcell warm, run holding {args.large_mb} MB, step touches one small artifact | {z * 1000:.1f} ms | | |")
+
+
+if __name__ == "__main__":
+    main()
