@@ -139,6 +139,10 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         parameter_names=spec.get("parameter_names", []), tags=spec.get("tags", []),
         is_running_flow=spec.get("run_id") is not None, card=None,
     )
+    from . import client
+
+    # Client calls inside the step read the run's store, in the run's namespace.
+    client._state.update(namespace=spec.get("namespace"), root=spec.get("client_root"))
     started = time.time()
     try:
         for cell in spec["code_cells"]:

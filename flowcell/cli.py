@@ -62,6 +62,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id-file", help="write the run id here as soon as it is known")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
+    parser.add_argument("--namespace", help="Client namespace for code inside the steps")
 
 
 def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
@@ -71,7 +72,8 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
         parser.add_argument("step", nargs="?", help="step to resume from (default: the first failed step)")
         parser.add_argument("--origin-run-id", help="run to resume (default: the latest)")
     _common(parser)
-    params, rest = split_params(argv, {"--tag", "--max-workers", "--run-id-file", "--origin-run-id"})
+    params, rest = split_params(argv, {"--tag", "--max-workers", "--run-id-file", "--origin-run-id",
+                                       "--namespace"})
     args = parser.parse_args(rest)
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
@@ -91,7 +93,7 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
                                   max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer)
         else:
             result = start_run(runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
-                               run_id_file=args.run_id_file, observer=observer)
+                               run_id_file=args.run_id_file, observer=observer, namespace=args.namespace)
     finally:
         runtime.close()
     if args.json:
@@ -163,7 +165,25 @@ def cmd_spin(argv: list[str]) -> int:
     return 0 if result.successful else 1
 
 
-COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume}
+
+
+def cmd_tag(argv: list[str]) -> int:
+    from .tags import tag_command, tag_parser
+
+    parser = tag_parser("flowcell tag")
+    try:
+        args = parser.parse_intermixed_args(argv)
+    except argparse.ArgumentError as exc:
+        raise FlowcellError(f"flowcell tag: {exc}") from None
+    words = list(args.words)
+    flow = None
+    if words and words[0].endswith((".ipynb", ".py")):
+        from .runner import load_flow
+
+        flow = load_flow(words.pop(0)).name
+    for line in tag_command(args, flow, words):
+        print(line)
+    return 0
 
 
 USAGE = """usage: flowcell COMMAND ...
@@ -173,7 +193,12 @@ USAGE = """usage: flowcell COMMAND ...
   spin NOTEBOOK PATHSPEC [--artifacts-module F] [--artifacts DICT] [--persist] [--skip-decorators] [--json]
       run one step against the inputs of a past task
   resume NOTEBOOK [STEP] [--origin-run-id ID] [--PARAM VALUE ...] [--tag T] [--json]
-      re-run from STEP (default: the first failed step), cloning the tasks before it"""
+      re-run from STEP (default: the first failed step), cloning the tasks before it
+  tag add|remove|replace|list [NOTEBOOK] [--run-id ID | --run-id FLOW/ID] TAG ...
+      change or list a run's tags (system tags cannot be removed)"""
+
+
+COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag}
 
 
 def main(argv: list[str] | None = None) -> int:

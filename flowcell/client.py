@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import NamespaceMismatch, NotFoundError
+from .errors import FlowcellError, NamespaceMismatch, NotFoundError
 from .store.blobs import BlobStore
 from .store.metadata import MetadataStore, RunRecord, TaskRecord
 from .store.serialize import ArtifactRef, load_artifact
@@ -395,6 +395,45 @@ class Run:
     @property
     def tags(self) -> frozenset[str]:
         return self.user_tags | self.system_tags
+
+    # -- tags (Metaflow's mutation API) ---------------------------------------------
+
+    def _mutate_tags(self, add: list[str], remove: list[str]) -> None:
+        from .runtime.runs import MAX_USER_TAGS, check_tags
+
+        add = check_tags(add)
+        remove = check_tags(remove)
+        protected = [t for t in remove if t in self._record.system_tags]
+        if protected:
+            raise FlowcellError(f"Cannot remove system tag {protected[0]!r} from {self.pathspec}: system tags "
+                                "record how the run was made and are immutable.")
+        meta, _ = _stores_for(self._root)
+        meta.set_tags(self._record.flow, self._record.run_number, [t for t in add if t not in remove],
+                      [t for t in remove if t not in add], max_tags=MAX_USER_TAGS)
+        fresh = meta.get_run(self._record.flow, self._record.run_number)
+        if fresh is not None:
+            self._record = fresh
+
+    def add_tag(self, tag: str) -> None:
+        """Add one user tag."""
+        self._mutate_tags([tag], [])
+
+    def add_tags(self, tags: list[str]) -> None:
+        self._mutate_tags(tags, [])
+
+    def remove_tag(self, tag: str) -> None:
+        """Remove one user tag (system tags cannot be removed)."""
+        self._mutate_tags([], [tag])
+
+    def remove_tags(self, tags: list[str]) -> None:
+        self._mutate_tags([], list(tags))
+
+    def replace_tag(self, tag_to_remove: str, tag_to_add: str) -> None:
+        """Remove one tag and add another in one atomic change."""
+        self._mutate_tags([tag_to_add], [tag_to_remove])
+
+    def replace_tags(self, tags_to_remove: list[str], tags_to_add: list[str]) -> None:
+        self._mutate_tags(list(tags_to_add), list(tags_to_remove))
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -286,13 +286,15 @@ class FlowcellMagics(Magics):
         from .runtime.runs import start_run
 
         try:
-            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--run-id-file"})
+            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--run-id-file",
+                                                             "--namespace"})
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         parser = argparse.ArgumentParser(prog="%run_flow", add_help=False, exit_on_error=False)
         parser.add_argument("--tag", action="append", default=[])
         parser.add_argument("--max-workers", type=int, default=self.max_workers)
         parser.add_argument("--run-id-file")
+        parser.add_argument("--namespace")
         try:
             args = parser.parse_args(rest)
         except (argparse.ArgumentError, SystemExit) as exc:
@@ -302,7 +304,7 @@ class FlowcellMagics(Magics):
             raise UsageError("No %%step cells have been run yet: run the %%flow and %%step cells first.")
         return self._finish_run(lambda observer: start_run(
             self.runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
-            run_id_file=args.run_id_file, observer=observer))
+            run_id_file=args.run_id_file, observer=observer, namespace=args.namespace))
 
     def _finish_run(self, start: Any) -> Any:
         """Run with live progress; return the Run, or raise with the failed task's traceback."""
@@ -326,6 +328,22 @@ class FlowcellMagics(Magics):
             raise RunFailed(f"Run {result.pathspec} failed; `%resume` re-runs it from the failed step.",
                             run=run, failure=failure)
         return run
+
+    @line_magic
+    def tag(self, line: str) -> None:
+        """%tag add|remove|replace|list [--run-id ID] TAG ... (default run: the flow's latest)"""
+        import argparse
+
+        from .tags import tag_command, tag_parser
+
+        try:
+            args = tag_parser("%tag").parse_intermixed_args(shlex.split(line))
+            for out in tag_command(args, self.current_flow().name, list(args.words)):
+                print(out)
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise UsageError(f"%tag: {exc}. Usage: %tag add|remove|replace|list [--run-id ID] TAG ...") from None
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
 
     @line_magic
     def flowcell(self, line: str) -> None:

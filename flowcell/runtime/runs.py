@@ -22,7 +22,9 @@ from ..store.serialize import dump_artifact
 from .engine import Observer, Runtime
 from .scheduler import Done, Pending, RunContext, Scheduler, stack_key
 
+#: Metaflow's limits on user tags.
 MAX_TAG_LENGTH = 500
+MAX_USER_TAGS = 50
 
 
 def store_root() -> Path:
@@ -40,7 +42,8 @@ def default_namespace() -> str:
 
 
 def system_tags(user: str) -> list[str]:
-    return [
+    token = os.environ.get("FLOWCELL_PRODUCTION_TOKEN")
+    return ([f"production:{token}"] if token else []) + [
         f"user:{user}",
         "runtime:flowcell",
         f"python_version:{platform.python_version()}",
@@ -50,12 +53,18 @@ def system_tags(user: str) -> list[str]:
 
 
 def check_tags(tags: list[str]) -> list[str]:
+    """Metaflow's rules for user tags: non-empty strings of at most 500 bytes, at most 50."""
+    if isinstance(tags, str):
+        raise InvalidNameError("Pass tags as a list of strings, not a single string.")
     for tag in tags:
         if not isinstance(tag, str) or not tag.strip():
-            raise InvalidNameError("Tags must be non-empty strings.")
-        if len(tag) > MAX_TAG_LENGTH:
-            raise InvalidNameError(f"Tag {tag[:40]!r}... is longer than {MAX_TAG_LENGTH} characters.")
-    return list(dict.fromkeys(tags))
+            raise InvalidNameError(f"Tags must be non-empty strings, not {tag!r}.")
+        if len(tag.encode("utf-8")) > MAX_TAG_LENGTH:
+            raise InvalidNameError(f"Tag {tag[:40]!r}... is longer than {MAX_TAG_LENGTH} bytes.")
+    unique = list(dict.fromkeys(tags))
+    if len(unique) > MAX_USER_TAGS:
+        raise InvalidNameError(f"A run can have at most {MAX_USER_TAGS} user tags, not {len(unique)}.")
+    return unique
 
 
 @dataclass
@@ -120,8 +129,13 @@ def start_run(
     run_id_file: str | None = None,
     observer: Observer | None = None,
     root: Path | None = None,
+    namespace: str | None = None,
 ) -> RunResult:
-    """Run ``flow`` as a recorded run and wait for it (Ctrl-C stops it)."""
+    """Run ``flow`` as a recorded run and wait for it (Ctrl-C stops it).
+
+    ``namespace`` is the Client namespace of code inside the steps (default: the
+    user's); it does not change how the run itself is tagged.
+    """
     graph = prepare(flow)
     values = params_mod.resolve(flow, given_params or {}, _base_dirs(flow))
     user_tags = check_tags(list(tags or []))
@@ -136,7 +150,7 @@ def start_run(
     refs = {name: dump_artifact(blobs, name, value, step="_parameters").to_json() for name, value in values.items()}
     first = _record_parameters(meta, flow.name, run_number, refs)
     ctx = RunContext(flow=flow, graph=graph, meta=meta, root=str(root), run_number=run_number,
-                     parameter_names=list(values), namespace=default_namespace(), username=user,
+                     parameter_names=list(values), namespace=namespace or default_namespace(), username=user,
                      tags=user_tags, cwd=os.getcwd(), max_workers=max_workers)
     return _execute(runtime, ctx, first, observer)
 

@@ -343,6 +343,7 @@ class Spinner:
                 inputs=inputs, join_inputs=join_inputs, foreach_stack=found.foreach_stack, run_id=run_number,
                 task_id=task_id, namespace=default_namespace(), username=user,
                 parameter_names=[s.var for s in flow.parameters], cwd=os.getcwd(), skip_decorators=skip_decorators,
+                client_root=str(self.root or store_root()),
             )
 
             async def go(emit: Observer) -> TaskOutcome:

@@ -66,6 +66,7 @@ class TaskRequest:
     parameter_names: list[str] = field(default_factory=list)
     cwd: str | None = None
     skip_decorators: bool = False
+    client_root: str | None = None
 
     def spec(self, retry_count: int, catch_var: str | None) -> dict[str, Any]:
         cell = self.flow.steps[self.step]
@@ -83,6 +84,7 @@ class TaskRequest:
             "foreach_stack": self.foreach_stack, "retry_count": retry_count, "catch_var": catch_var,
             "namespace": self.namespace, "username": self.username, "tags": self.tags,
             "parameter_names": self.parameter_names, "environment": env,
+            "client_root": self.client_root or self.root,
         }
 
 

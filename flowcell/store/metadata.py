@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import StoreError, StoreFullError
+from ..errors import InvalidNameError, StoreError, StoreFullError
+
+
+class TagLimitError(InvalidNameError):
+    """Too many user tags on one run."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -202,24 +206,36 @@ class MetadataStore:
                 (status, time.time(), flow, run_number),
             )
 
+    def _runs_from_rows(self, rows: list[sqlite3.Row]) -> list[RunRecord]:
+        """Records for ``rows`` with their tags, fetched in one query (not one per run)."""
+        if not rows:
+            return []
+        flow = rows[0]["flow"]
+        numbers = [r["run_number"] for r in rows]
+        tags: dict[int, tuple[list[str], list[str]]] = {n: ([], []) for n in numbers}
+        for chunk in range(0, len(numbers), 900):  # SQLite's bound-parameter limit
+            part = numbers[chunk:chunk + 900]
+            marks = ",".join("?" * len(part))
+            for t in self._query(
+                f"SELECT run_number, tag, system FROM run_tags WHERE flow = ? AND run_number IN ({marks})",
+                (flow, *part),
+            ):
+                tags[t["run_number"]][1 if t["system"] else 0].append(t["tag"])
+        for user, system in tags.values():
+            user.sort()
+            system.sort()
+        return [
+            RunRecord(
+                flow=row["flow"], run_number=row["run_number"], user=row["user"], status=row["status"],
+                created_at=row["created_at"], finished_at=row["finished_at"], params=json.loads(row["params"]),
+                origin_run_number=row["origin_run_number"], source=row["source"],
+                tags=tags[row["run_number"]][0], system_tags=tags[row["run_number"]][1],
+            )
+            for row in rows
+        ]
+
     def _run_from_row(self, row: sqlite3.Row) -> RunRecord:
-        tag_rows = self._query(
-            "SELECT tag, system FROM run_tags WHERE flow = ? AND run_number = ? ORDER BY tag",
-            (row["flow"], row["run_number"]),
-        )
-        return RunRecord(
-            flow=row["flow"],
-            run_number=row["run_number"],
-            user=row["user"],
-            status=row["status"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
-            params=json.loads(row["params"]),
-            origin_run_number=row["origin_run_number"],
-            source=row["source"],
-            tags=[r["tag"] for r in tag_rows if not r["system"]],
-            system_tags=[r["tag"] for r in tag_rows if r["system"]],
-        )
+        return self._runs_from_rows([row])[0]
 
     def get_run(self, flow: str, run_number: int) -> RunRecord | None:
         rows = self._query("SELECT * FROM runs WHERE flow = ? AND run_number = ?", (flow, run_number))
@@ -235,10 +251,23 @@ class MetadataStore:
         status: str | None = None,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        """Runs of ``flow`` newest first, having every tag in ``tags``."""
-        sql = "SELECT * FROM runs r WHERE r.flow = ?"
+        """Runs of ``flow`` newest first, having every tag in ``tags``.
+
+        The first tag drives the query through the tag index (callers put the most
+        selective tag first: user tags before the namespace), the others are
+        checked per candidate, so a rare tag among many runs is found without a scan.
+        """
         args: list[Any] = [flow]
-        for tag in tags:
+        if tags:
+            # CROSS JOIN pins the tag index as the outer loop (SQLite keeps that order).
+            sql = ("SELECT r.* FROM run_tags d CROSS JOIN runs r ON r.flow = d.flow AND r.run_number = d.run_number"
+                   " WHERE d.flow = ? AND d.tag = ?")
+            args.append(tags[0])
+            rest = tags[1:]
+        else:
+            sql = "SELECT r.* FROM runs r WHERE r.flow = ?"
+            rest = ()
+        for tag in rest:
             sql += (
                 " AND EXISTS (SELECT 1 FROM run_tags t WHERE t.flow = r.flow"
                 " AND t.run_number = r.run_number AND t.tag = ?)"
@@ -247,14 +276,20 @@ class MetadataStore:
         if status is not None:
             sql += " AND r.status = ?"
             args.append(status)
-        sql += " ORDER BY r.run_number DESC"
+        sql += " ORDER BY d.run_number DESC" if tags else " ORDER BY r.run_number DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [self._run_from_row(r) for r in self._query(sql, tuple(args))]
+        return self._runs_from_rows(self._query(sql, tuple(args)))
 
-    def set_tags(self, flow: str, run_number: int, add: list[str], remove: list[str]) -> None:
-        """Add and remove user tags in one transaction (system tags are untouched)."""
+    def set_tags(self, flow: str, run_number: int, add: list[str], remove: list[str],
+                 max_tags: int | None = None) -> None:
+        """Add and remove user tags in one transaction (system tags are untouched).
+
+        With ``max_tags``, the transaction fails if the run would end up with more
+        user tags than that (checked inside the transaction, so concurrent taggers
+        cannot overshoot together).
+        """
         with self.transaction() as cur:
             cur.executemany(
                 "DELETE FROM run_tags WHERE flow = ? AND run_number = ? AND tag = ? AND system = 0",
@@ -264,6 +299,14 @@ class MetadataStore:
                 "INSERT OR IGNORE INTO run_tags (flow, run_number, tag, system) VALUES (?, ?, ?, 0)",
                 [(flow, run_number, t) for t in add],
             )
+            if max_tags is not None:
+                count = cur.execute(
+                    "SELECT COUNT(*) FROM run_tags WHERE flow = ? AND run_number = ? AND system = 0",
+                    (flow, run_number),
+                ).fetchone()[0]
+                if count > max_tags:
+                    raise TagLimitError(f"A run can have at most {max_tags} user tags; this change would give "
+                                        f"{flow}/{run_number} {count}. Remove some first.")
 
     # -- tasks ---------------------------------------------------------------------
 
