@@ -55,8 +55,9 @@ def _register_source(filename: str, text: str) -> None:
     linecache.cache[filename] = (len(text), None, lines, filename)
 
 
-def _compile_cell(source: str, filename: str, first_line: int, header: str) -> Any:
-    _register_source(filename, header + "\n" + source if first_line > 1 else source)
+def _compile_cell(source: str, filename: str, first_line: int, header: str, real_file: bool = False) -> Any:
+    if not real_file:  # a real file's lines are read from disk by the traceback
+        _register_source(filename, header + "\n" + source if first_line > 1 else source)
     tree = ast.parse(source, filename)
     ast.increment_lineno(tree, first_line - 1)
     return tree
@@ -65,7 +66,7 @@ def _compile_cell(source: str, filename: str, first_line: int, header: str) -> A
 def _step_function(spec: dict[str, Any], namespace: dict[str, Any]) -> Any:
     cell = spec["step_cell"]
     filename = cell["filename"]
-    tree = _compile_cell(cell["body"], filename, cell["first_line"], cell["header"])
+    tree = _compile_cell(cell["body"], filename, cell["first_line"], cell["header"], cell.get("real_file", False))
     args = [ast.arg(arg="self")]
     if cell.get("join_arg"):
         args.append(ast.arg(arg=cell["join_arg"]))
@@ -146,7 +147,8 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     try:
         for cell in spec["code_cells"]:
-            tree = _compile_cell(cell["source"], cell["filename"], cell["first_line"], cell["header"])
+            tree = _compile_cell(cell["source"], cell["filename"], cell["first_line"], cell["header"],
+                                 cell.get("real_file", False))
             exec(compile(tree, cell["filename"], "exec"), namespace)
         fn = _step_function(spec, namespace)
         if join_inputs is not None:

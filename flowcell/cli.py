@@ -186,6 +186,41 @@ def cmd_tag(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flowcell export", description="Write the notebook's flow as a Metaflow flow.py.")
+    parser.add_argument("notebook")
+    parser.add_argument("-o", "--output", help="where to write (default: NOTEBOOK with .py, or stdout with -)")
+    args = parser.parse_args(argv)
+    from .export import export_flow, export_source
+    from .runner import load_flow
+
+    flow = load_flow(args.notebook)
+    if args.output == "-":
+        sys.stdout.write(export_source(flow))
+        return 0
+    target = export_flow(flow, args.output or str(Path(args.notebook).with_suffix(".py")))
+    print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flowcell import", description="Turn a Metaflow flow.py into a notebook.")
+    parser.add_argument("flow_file")
+    parser.add_argument("-o", "--output", help="notebook to write (default: FLOW_FILE with .ipynb)")
+    args = parser.parse_args(argv)
+    import nbformat
+
+    from .importer import notebook_from_flow, read_flow_file
+
+    nb = notebook_from_flow(read_flow_file(args.flow_file))
+    target = Path(args.output or Path(args.flow_file).with_suffix(".ipynb"))
+    if target.exists() and target.resolve() == Path(args.flow_file).resolve():
+        raise FlowcellError("The notebook would overwrite the flow file; choose another -o.")
+    nbformat.write(nb, str(target))
+    print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
 USAGE = """usage: flowcell COMMAND ...
 
   run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] [--run-id-file F] [--json]
@@ -195,10 +230,15 @@ USAGE = """usage: flowcell COMMAND ...
   resume NOTEBOOK [STEP] [--origin-run-id ID] [--PARAM VALUE ...] [--tag T] [--json]
       re-run from STEP (default: the first failed step), cloning the tasks before it
   tag add|remove|replace|list [NOTEBOOK] [--run-id ID | --run-id FLOW/ID] TAG ...
-      change or list a run's tags (system tags cannot be removed)"""
+      change or list a run's tags (system tags cannot be removed)
+  export NOTEBOOK [-o flow.py]
+      write the flow as an ordinary Metaflow flow.py
+  import FLOW.py [-o flow.ipynb]
+      turn a Metaflow flow.py into a notebook of %%flow and %%step cells"""
 
 
-COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag}
+COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag, "export": cmd_export,
+            "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ class FlowcellMagics(Magics):
         self._runtime: Any = None
         self._notified_decorators: set[str] = set()
         self._spinner: Any = None
+        self._flow_decorators: list[str] = []
 
     # -- state ---------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class FlowcellMagics(Magics):
         """The flow as registered so far, in the order the cells were run."""
         path = self._notebook_path()
         name = self._flow_name or (flow_name_from_path(path) if path else "NotebookFlow")
-        flow = FlowSource(name=name, path=path)
+        flow = FlowSource(name=name, path=path, flow_decorators=list(self._flow_decorators))
         for reg in self._cells:
             if isinstance(reg.cell, StepCell):
                 flow.steps[reg.cell.name] = reg.cell
@@ -112,7 +113,8 @@ class FlowcellMagics(Magics):
         cell = cell or ""
         label = self._label()
         try:
-            name = parse_flow_line(line, label)
+            name, flow_decorators = parse_flow_line(line, label)
+            self._flow_decorators += [d for d in flow_decorators if d not in self._flow_decorators]
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         if name and self._flow_name and name != self._flow_name:
@@ -328,6 +330,19 @@ class FlowcellMagics(Magics):
             raise RunFailed(f"Run {result.pathspec} failed; `%resume` re-runs it from the failed step.",
                             run=run, failure=failure)
         return run
+
+    @line_magic
+    def export_flow(self, line: str) -> None:
+        """%export_flow [PATH] — write the flow as a Metaflow flow.py (default: NOTEBOOK.py or flow.py)."""
+        from .export import export_flow
+
+        flow = self.current_flow()
+        default = Path(flow.path).with_suffix(".py") if flow.path else Path("flow.py")
+        try:
+            target = export_flow(flow, line.strip() or default)
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"Wrote {target}: run it with `python {target.name} run` under Metaflow.")
 
     @line_magic
     def tag(self, line: str) -> None:

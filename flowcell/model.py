@@ -57,6 +57,9 @@ class CodeCell:
     source: str
     label: str
     first_line: int = 2
+    #: Set when the code comes from a real file (an imported flow.py): tracebacks
+    #: then show that file's own lines.
+    filename: str | None = None
 
 
 @dataclass
@@ -70,6 +73,7 @@ class StepCell:
     label: str = ""
     first_line: int = 2
     doc: str | None = None
+    filename: str | None = None
 
     @property
     def is_join(self) -> bool:
@@ -110,6 +114,8 @@ class FlowSource:
     code_cells: list[CodeCell] = field(default_factory=list)
     steps: dict[str, StepCell] = field(default_factory=dict)
     path: str | None = None
+    #: Flow-level decorators (``@project(name="x")``), kept for the exported file.
+    flow_decorators: list[str] = field(default_factory=list)
 
     @property
     def parameters(self) -> list[ParameterSpec]:
@@ -206,14 +212,19 @@ def parse_step_line(line: str, label: str = "%%step cell") -> tuple[str, str | N
     return name, join_arg, decorators
 
 
-def parse_flow_line(line: str, label: str = "%%flow cell") -> str | None:
+def parse_flow_line(line: str, label: str = "%%flow cell") -> tuple[str | None, list[str]]:
+    """``%%flow [NAME] [@flow_decorator ...]`` -> (name, decorator sources)."""
     text = line.strip()
     if not text:
-        return None
-    parts = text.split()
-    if len(parts) != 1:
+        return None, []
+    name_part, _, rest = text.partition("@")
+    rest = "@" + rest if rest else ""
+    words = name_part.split()
+    if len(words) > 1:
         raise FlowSyntaxError(f"{label}: '%%flow {text}' takes one flow name, e.g. '%%flow PlayListFlow'.")
-    return check_identifier("Flow", parts[0])
+    name = check_identifier("Flow", words[0]) if words else None
+    decorators = [parse_decorator(piece, label).source for piece in _split_decorators(rest, label)] if rest else []
+    return name, decorators
 
 
 # -- parameters --------------------------------------------------------------------
@@ -306,7 +317,8 @@ def flow_from_cells(
             continue
         magic, line, body = parsed
         if magic == "flow":
-            cell_name = parse_flow_line(line, label)
+            cell_name, flow_decorators = parse_flow_line(line, label)
+            flow.flow_decorators += [d for d in flow_decorators if d not in flow.flow_decorators]
             if cell_name and name and cell_name != name:
                 raise FlowSyntaxError(
                     f"{label}: this notebook already defines flow {name!r}; a second %%flow cell "

@@ -28,7 +28,8 @@ def cell_filename(label: str, step: str | None = None) -> str:
 def code_cells_spec(flow: FlowSource) -> list[dict[str, Any]]:
     header = f"%%flow {flow.name}"
     return [
-        {"source": c.source, "filename": cell_filename(c.label), "first_line": c.first_line, "header": header}
+        {"source": c.source, "filename": c.filename or cell_filename(c.label), "first_line": c.first_line,
+         "header": header, "real_file": c.filename is not None}
         for c in flow.code_cells
     ]
 
@@ -38,9 +39,10 @@ def step_cell_spec(cell: StepCell) -> dict[str, Any]:
     head = f"%%step {cell.name}{'(' + cell.join_arg + ')' if cell.join_arg else ''} {decorators}".rstrip()
     return {
         "body": cell.body,
-        "filename": cell_filename(cell.label, cell.name),
+        "filename": cell.filename or cell_filename(cell.label, cell.name),
         "first_line": cell.first_line,
         "header": head,
+        "real_file": cell.filename is not None,
         "join_arg": cell.join_arg,
     }
 
