@@ -119,6 +119,7 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("--artifacts", help="a dict literal of artifact overrides")
     parser.add_argument("--persist", action="store_true", help="keep the outputs in ./.flowcell_spin")
     parser.add_argument("--skip-decorators", action="store_true")
+    parser.add_argument("--from-metaflow", help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK]")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
     args = parser.parse_args(argv)
     from .runtime.engine import Runtime
@@ -149,7 +150,7 @@ def cmd_spin(argv: list[str]) -> int:
 
         result = Spinner(runtime).spin(flow, step or "", pathspec if "/" in pathspec else None, overrides,
                                        persist=args.persist, skip_decorators=args.skip_decorators,
-                                       observer=observer)
+                                       observer=observer, from_metaflow=args.from_metaflow)
     finally:
         runtime.close()
     if args.json:

@@ -173,7 +173,7 @@ class FlowcellMagics(Magics):
         return self._spinner
 
     def _spin_and_show(self, step: str, pathspec: str | None, artifacts: dict[str, Any], persist: bool,
-                       skip_decorators: bool, auto: bool = False) -> Any:
+                       skip_decorators: bool, auto: bool = False, from_metaflow: str | None = None) -> Any:
         from .errors import NotFoundError
         from .progress import NotebookProgress
 
@@ -182,7 +182,7 @@ class FlowcellMagics(Magics):
             result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist,
                                        skip_decorators=skip_decorators,
                                        observer=self._observer(prefix_output=False, live_table=False),
-                                       check=False)
+                                       check=False, from_metaflow=from_metaflow)
         except NotFoundError as exc:
             if auto:
                 print(f"Registered step {step!r}. {exc}")
@@ -241,12 +241,10 @@ class FlowcellMagics(Magics):
                 overrides.update(load_artifacts_module(args.artifacts_module))
             if args.artifacts:
                 overrides.update(parse_artifacts_expr(args.artifacts, self.shell.user_ns))
-            if args.from_metaflow:
-                raise FlowcellError("--from-metaflow is not available yet in this version of flowcell.")
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         return self._spin_and_show(step or "", pathspec if "/" in pathspec else None, overrides, args.persist,
-                                   args.skip_decorators)
+                                   args.skip_decorators, from_metaflow=args.from_metaflow)
 
     @line_magic
     def resume(self, line: str) -> Any:

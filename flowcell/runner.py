@@ -103,7 +103,8 @@ class Runner:
         return _Result(ExecutingRun(result))
 
     def spin(self, pathspec: str, artifacts: dict[str, Any] | None = None, persist: bool = False,
-             skip_decorators: bool = False, artifacts_module: str | None = None) -> _Result[Any]:
+             skip_decorators: bool = False, artifacts_module: str | None = None,
+             from_metaflow: str | None = None) -> _Result[Any]:
         """Spin one step; ``pathspec`` is ``STEP`` or any of Metaflow's longer forms."""
         from .runtime.spin import Spinner, load_artifacts_module, parse_pathspec
 
@@ -115,5 +116,5 @@ class Runner:
         overrides = dict(load_artifacts_module(artifacts_module)) if artifacts_module else {}
         overrides.update(artifacts or {})
         result = self._spinner.spin(self.flow, step, pathspec if "/" in pathspec else None, overrides,
-                                    persist=persist, skip_decorators=skip_decorators)
+                                    persist=persist, skip_decorators=skip_decorators, from_metaflow=from_metaflow)
         return _Result(result)

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from flowcell.client import Flow
-from flowcell.errors import FlowSyntaxError
+from flowcell.errors import FlowcellError, FlowSyntaxError
 from flowcell.export import ExportError, export_source
 from flowcell.importer import read_flow_file
 from flowcell.model import flow_from_cells, read_notebook
@@ -228,3 +228,26 @@ def test_import_errors(tmp_path: Path, source: str, message: str) -> None:
     path.write_text(source)
     with pytest.raises(FlowSyntaxError, match=message):
         read_flow_file(path)
+
+
+def test_spin_with_inputs_from_a_metaflow_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow_file = tmp_path / "flow.py"
+    nb = ROOT / "notebooks" / "quickstart.ipynb"
+    flow_file.write_text(export_source(read_notebook(nb)))
+    assert metaflow([str(flow_file), "--quiet", "run", "--alpha", "0.9", "--run-id-file", "mf_run"],
+                    tmp_path).returncode == 0
+    mf_run = f"QuickstartFlow/{(tmp_path / 'mf_run').read_text().strip()}"
+    for key, value in METAFLOW_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from flowcell import Runner
+
+    with Runner(nb).spin("end", from_metaflow=mf_run) as spin:
+        assert spin.successful, spin.exception
+        assert spin.inputs_from.startswith(f"Metaflow task {mf_run}/end/")
+        assert spin.task["alpha"].data == 0.9
+        assert spin.task["best"].data in ("a", "b", "c")
+    with Runner(nb).spin("score_group", from_metaflow=mf_run) as spin:
+        assert spin.task["group"].data in ("a", "b", "c")
+    with pytest.raises(FlowcellError, match="FLOW/RUN"):
+        Runner(nb).spin("end", from_metaflow="QuickstartFlow")

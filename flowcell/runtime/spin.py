@@ -311,17 +311,25 @@ class Spinner:
         skip_decorators: bool = False,
         observer: Observer | None = None,
         check: bool = True,
+        from_metaflow: str | None = None,
     ) -> SpinResult:
-        """Run ``step`` once; ``check=False`` skips whole-flow lint (a flow still being written)."""
+        """Run ``step`` once; ``check=False`` skips whole-flow lint (a flow still being written).
+
+        ``from_metaflow`` (``FLOW/RUN`` or ``FLOW/RUN/STEP/TASK``) takes the inputs from a
+        run of the exported flow on Metaflow, read with Metaflow's own client.
+        """
         graph = prepare(flow) if check else build_graph(flow)
         root = spin_root(flow, persist, self._scratch)
         blobs = BlobStore(root)
-        try:
-            found = self.find_inputs(flow, graph, step, pathspec)
-        except NotFoundError:
-            if step != "start" or pathspec:
-                raise
-            found = self._default_parameters(flow, blobs)
+        if from_metaflow:
+            found = inputs_from_metaflow(from_metaflow, graph, step, blobs)
+        else:
+            try:
+                found = self.find_inputs(flow, graph, step, pathspec)
+            except NotFoundError:
+                if step != "start" or pathspec:
+                    raise
+                found = self._default_parameters(flow, blobs)
         meta = MetadataStore(root)
         try:
             inputs, join_inputs = dict(found.inputs), found.join_inputs
@@ -370,6 +378,54 @@ class Spinner:
         if result.successful:
             self.session[step] = result
         return result
+
+
+def inputs_from_metaflow(pathspec: str, graph: FlowGraph, step: str, blobs: BlobStore) -> SpinInputs:
+    """Inputs of ``step`` from a Metaflow run, through Metaflow's client (any datastore it can reach).
+
+    Artifacts are read from Metaflow and written into the spin store, since
+    Metaflow's datastore is not content-addressed the same way.
+    """
+    try:
+        import metaflow
+    except ImportError:
+        raise FlowcellError("--from-metaflow needs the metaflow package: pip install metaflow") from None
+    parts = pathspec.strip("/").split("/")
+    try:
+        metaflow.namespace(None)
+        if len(parts) == 2:
+            task = metaflow.Run(pathspec)[step].task
+        elif len(parts) == 4:
+            task = metaflow.Task(pathspec)
+            if parts[2] != step:
+                raise FlowcellError(f"--from-metaflow {pathspec} is a task of step {parts[2]!r}, not {step!r}.")
+        else:
+            raise FlowcellError(f"--from-metaflow takes FLOW/RUN or FLOW/RUN/STEP/TASK, not {pathspec!r}.")
+        parents = list(task.parent_tasks)
+    except FlowcellError:
+        raise
+    except Exception as exc:  # Metaflow's own errors: not found, no access
+        raise NotFoundError(f"Metaflow could not find {pathspec}: {type(exc).__name__}: {exc}") from None
+
+    def artifacts(t: object) -> dict[str, dict[str, Any]]:
+        return {a.id: dump_artifact(blobs, a.id, a.data, step=step).to_json()
+                for a in t if not a.id.startswith("_") and a.id != "name"}  # type: ignore[attr-defined]
+
+    def frames(t: object) -> list[dict[str, Any]]:
+        stack = t["_foreach_stack"].data if "_foreach_stack" in t else []  # type: ignore[index,operator]
+        return [{"kind": "foreach", "step": f.step, "var": f.var, "index": f.index, "num_splits": f.num_splits}
+                for f in stack]
+
+    source = f"Metaflow task {task.pathspec}"
+    if graph[step].type == "join":
+        join_inputs = [{"step": p.pathspec.split("/")[2], "pathspec": p.pathspec, "artifacts": artifacts(p),
+                        "frame": (frames(p) or [None])[-1]} for p in parents]
+        params = {s.var for s in graph.flow.parameters}
+        base = {k: v for k, v in join_inputs[0]["artifacts"].items() if k in params} if join_inputs else {}
+        return SpinInputs(source, base, join_inputs, frames(task))
+    if not parents:
+        raise NotFoundError(f"Metaflow task {task.pathspec} has no parent task to take inputs from.")
+    return SpinInputs(source, artifacts(parents[0]), None, frames(task))
 
 
 def _split_task(pathspec: str | None) -> tuple[str, int, int]:
