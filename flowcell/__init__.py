@@ -12,13 +12,34 @@ from ._version import __version__
 from .current import current
 from .parameters import Config, IncludeFile, JSONType, Parameter
 
+
+def _decorator(name: str) -> Any:
+    def decorator(*args: Any, **kwargs: Any) -> Any:
+        # In a notebook, decorators live on the %%step line; this name exists so that
+        # code written for Metaflow (from metaflow import retry) also imports here.
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return args[0]
+        return lambda f: f
+
+    decorator.__name__ = name
+    return decorator
+
+
+card = _decorator("card")
+retry = _decorator("retry")
+catch = _decorator("catch")
+timeout = _decorator("timeout")
+environment = _decorator("environment")
+
 _LAZY = {
     "Flow": "client", "Run": "client", "Step": "client", "Task": "client", "DataArtifact": "client",
     "namespace": "client", "get_namespace": "client", "default_namespace": "client",
-    "inspect_spin": "client", "Runner": "runner", "FlowcellError": "errors",
+    "inspect_spin": "client", "Runner": "runner", "FlowcellError": "errors", "get_cards": "cards",
+    "browse": "widgets",
 }
 
 __all__ = ["__version__", "current", "Parameter", "IncludeFile", "Config", "JSONType",
+           "card", "retry", "catch", "timeout", "environment",
            "load_ipython_extension", "unload_ipython_extension", *_LAZY]
 
 

@@ -24,6 +24,7 @@ from .store.blobs import BlobStore
 from .store.serialize import ArtifactRef, dump_artifact, load_artifact
 
 RESULT_MIME = "application/vnd.flowcell.result+json"
+CARD_MIME = "application/vnd.flowcell.card+json"
 _stores: dict[str, BlobStore] = {}
 
 
@@ -133,12 +134,13 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     instance = FlowInstance(
         spec["flow"], set(spec["steps"]), spec.get("inputs") or {}, loader, spec.get("foreach_stack") or []
     )
+    cards = _card_collector(spec, instance)
     current._set(
         flow_name=spec["flow"], run_id=spec.get("run_id"), origin_run_id=spec.get("origin_run_id"),
         step_name=spec["step"], task_id=spec.get("task_id"), retry_count=spec.get("retry_count", 0),
         namespace=spec.get("namespace"), username=spec.get("username"),
         parameter_names=spec.get("parameter_names", []), tags=spec.get("tags", []),
-        is_running_flow=spec.get("run_id") is not None, card=None,
+        is_running_flow=spec.get("run_id") is not None, card=cards,
     )
     from . import client
 
@@ -175,9 +177,50 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         result["caught"] = error
     try:
         result.update(_outputs(spec, instance, store, caught=error is not None))
+        result["cards"] = _render_cards(spec, instance, cards, store, result.get("artifacts", {}))
     except Exception as exc:
         result.update(status="failed", error=_format_error(exc, cell_files))
     return result
+
+
+def _card_collector(spec: dict[str, Any], instance: FlowInstance) -> Any:
+    from IPython.display import publish_display_data
+
+    from .cards import CardCollector
+
+    def publish(collector: Any) -> None:
+        html = _render_all(spec, instance, collector, None)
+        publish_display_data({CARD_MIME: {"cards": html}})
+
+    return CardCollector(spec.get("cards") or [], publish)
+
+
+def _render_all(spec: dict[str, Any], instance: FlowInstance, collector: Any,
+                refs: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    from .cards import _MISSING, render_card
+
+    out = []
+    values = instance.__dict__["_fc_values"]
+    for deco in spec.get("cards") or []:
+        card_type = deco.get("type", "default")
+        artifacts = None
+        if card_type == "default" and refs is not None:
+            artifacts = [(name, ref.get("type", ""), int(ref.get("size", 0)), values.get(name, _MISSING))
+                         for name, ref in sorted(refs.items())]
+        components = list(collector.components(deco.get("id")))
+        if deco.get("id") and len(spec["cards"]) == 1:
+            # With a single @card, current.card.append() goes to it, id or not (as in Metaflow).
+            components += collector.components(None)
+        html = render_card(card_type, deco.get("id"), spec.get("pathspec") or spec["step"], components, artifacts)
+        out.append({"type": card_type, "id": deco.get("id"), "html": html})
+    return out
+
+
+def _render_cards(spec: dict[str, Any], instance: FlowInstance, collector: Any, store: BlobStore,
+                  refs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Render each @card of the step to HTML and store it; return the references."""
+    return [{"type": c["type"], "id": c["id"], "address": store.put(c["html"].encode())}
+            for c in _render_all(spec, instance, collector, refs)]
 
 
 def _outputs(spec: dict[str, Any], instance: FlowInstance, store: BlobStore, caught: bool) -> dict[str, Any]:

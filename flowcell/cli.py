@@ -222,6 +222,30 @@ def cmd_import(argv: list[str]) -> int:
     return 0
 
 
+def cmd_card(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flowcell card", description="Show the cards of a task.")
+    parser.add_argument("action", choices=["view"])
+    parser.add_argument("pathspec", help="FLOW/RUN/STEP/TASK (or FLOW/RUN/STEP for its first task)")
+    parser.add_argument("--out", help="write the card's HTML here (default: a file in the temp folder)")
+    parser.add_argument("--id", help="the card's id, when the step has several")
+    args = parser.parse_args(argv)
+    import tempfile
+
+    from .cards import get_cards
+    from .client import Step, Task, namespace
+
+    namespace(None)
+    parts = args.pathspec.strip("/").split("/")
+    task = Step(args.pathspec).task if len(parts) == 3 else Task(args.pathspec)
+    cards = get_cards(task, id=args.id)
+    if not cards:
+        raise FlowcellError(f"Task {task.pathspec} has no cards: add @card to its %%step line.")
+    target = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="flowcell-card-")) / "card.html"
+    target.write_text(cards[0].html)
+    print(target)
+    return 0
+
+
 USAGE = """usage: flowcell COMMAND ...
 
   run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] [--run-id-file F] [--json]
@@ -235,10 +259,12 @@ USAGE = """usage: flowcell COMMAND ...
   export NOTEBOOK [-o flow.py]
       write the flow as an ordinary Metaflow flow.py
   import FLOW.py [-o flow.ipynb]
-      turn a Metaflow flow.py into a notebook of %%flow and %%step cells"""
+      turn a Metaflow flow.py into a notebook of %%flow and %%step cells
+  card view PATHSPEC [--out FILE]
+      write a task's card (self-contained HTML) to FILE"""
 
 
-COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag, "export": cmd_export,
+COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag, "export": cmd_export, "card": cmd_card,
             "import": cmd_import}
 
 

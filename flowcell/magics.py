@@ -45,6 +45,7 @@ class FlowcellMagics(Magics):
         self._notified_decorators: set[str] = set()
         self._spinner: Any = None
         self._flow_decorators: list[str] = []
+        self._graph_handle: Any = None
 
     # -- state ---------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class FlowcellMagics(Magics):
             self._notified_decorators.update(passthrough)
             print(f"Note: @{', @'.join(passthrough)} {'has' if len(passthrough) == 1 else 'have'} no local effect; "
                   "kept for the exported flow.")
+        self._redraw_graph()
         if not self.autospin:
             print(f"Registered step {name!r} of flow {self.current_flow().name}.")
             return
@@ -207,7 +209,70 @@ class FlowcellMagics(Magics):
                 parts.append(f"{label} {', '.join(names)}")
         print(f"Spun {step!r} in {outcome.duration * 1000:.0f} ms with inputs from {result.inputs_from}"
               f"{': ' + '; '.join(parts) if parts else ''}.")
+        self._show_task(result.task, outcome.created, outcome.changed)
+        self._redraw_graph()
         return result
+
+    def _show_task(self, task: Any, created: list[str], changed: list[str]) -> None:
+        """The task's artifacts widget and its cards, in the cell."""
+        from IPython.display import display
+
+        from .cards import get_cards
+        from .widgets import ArtifactsView
+
+        if getattr(self.shell, "kernel", None) is None:
+            return  # terminal IPython: the printed summary is the view
+        display(ArtifactsView(task, created, changed))
+        for card in get_cards(task):
+            display(card)
+
+    def _redraw_graph(self) -> None:
+        if self._graph_handle is not None:
+            self._graph_handle.update(self._graph_bundle(), raw=True)
+
+    def _graph_bundle(self) -> dict[str, Any]:
+        from .graph import build_graph
+        from .widgets import flow_graph_svg, step_statuses
+
+        flow = self.current_flow()
+        graph = build_graph(flow)
+        statuses = {**step_statuses(flow.name)}
+        for name, spin in (self._spinner.session.items() if self._spinner else []):
+            statuses.setdefault(name, spin.status)
+        svg = flow_graph_svg(graph, statuses)
+        text = " -> ".join(graph.sorted_nodes())
+        return {"image/svg+xml": svg, "text/plain": f"{flow.name}: {text}"}
+
+    @line_magic
+    def flow_graph(self, line: str) -> None:
+        """%flow_graph — the flow's DAG with each step's last status, redrawn as steps are registered."""
+        from IPython.display import display
+
+        if not self.current_flow().steps:
+            raise UsageError("No %%step cells have been run yet.")
+        try:
+            self._graph_handle = display(self._graph_bundle(), raw=True, display_id=True)
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+
+    @line_magic
+    def flow_runs(self, line: str) -> Any:
+        """%flow_runs [FLOW] [--tag T ...] [--all] — browse runs, steps, tasks, artifacts, logs and cards."""
+        import argparse
+
+        from .widgets import RunBrowser
+
+        parser = argparse.ArgumentParser(prog="%flow_runs", add_help=False, exit_on_error=False)
+        parser.add_argument("flow", nargs="?")
+        parser.add_argument("--tag", action="append", default=[])
+        parser.add_argument("--all", action="store_true")
+        try:
+            args = parser.parse_args(shlex.split(line))
+            return RunBrowser(args.flow or self.current_flow().name, None if args.all else ..., tuple(args.tag))
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise UsageError(f"%flow_runs: {exc}") from None
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
 
     @line_magic
     def spin(self, line: str) -> Any:
@@ -325,9 +390,27 @@ class FlowcellMagics(Magics):
                 failure = StepFailed(done.pathspec, str(err.get("ename")), str(err.get("evalue")),
                                      err.get("traceback"))
                 break
+            self._redraw_graph()
             raise RunFailed(f"Run {result.pathspec} failed; `%resume` re-runs it from the failed step.",
                             run=run, failure=failure)
+        self._redraw_graph()
+        self._show_cards(run)
         return run
+
+    def _show_cards(self, run: Any) -> None:
+        from IPython.display import display
+
+        from .cards import get_cards
+
+        shown = 0
+        for step in reversed(run.steps()):
+            for task in step.tasks():
+                for card in get_cards(task):
+                    if shown < 10:
+                        display(card)
+                    shown += 1
+        if shown > 10:
+            print(f"{shown - 10} more cards: see %flow_runs or flowcell card view.")
 
     @line_magic
     def export_flow(self, line: str) -> None:

@@ -117,6 +117,7 @@ class NotebookProgress:
         self.live_table = live_table
         self._handle: Any = None
         self._last_draw = 0.0
+        self._cards: dict[str, Any] = {}
 
     def __call__(self, kind: str, p: dict[str, Any]) -> None:
         from IPython.display import display, publish_display_data
@@ -133,6 +134,18 @@ class NotebookProgress:
             target.flush()
         elif kind == "display":
             publish_display_data(p["data"], p.get("metadata") or {})
+        elif kind == "card":
+            # A live card (current.card.refresh()): one display per task, updated in place.
+            from .cards import Card
+
+            bundle = {"text/html": "".join(Card(p["pathspec"], c["type"], c["id"], c["html"])._repr_html_()
+                                           for c in p["cards"]),
+                      "text/plain": f"<live card of {p['pathspec']}>"}
+            handle = self._cards.get(p["pathspec"])
+            if handle is None:
+                self._cards[p["pathspec"]] = display(bundle, raw=True, display_id=True)
+            else:
+                handle.update(bundle, raw=True)
         elif kind in ("task_started", "task_finished", "run_finished"):
             now = time.time()
             if kind != "task_started" or now - self._last_draw > 0.2:

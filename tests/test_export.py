@@ -21,6 +21,7 @@ from flowcell.model import flow_from_cells, read_notebook
 
 FEATURES = [
     "%%flow FeatureFlow\nimport os\nfrom flowcell import Parameter, IncludeFile, current\n"
+    "from flowcell.cards import Markdown, Table\n"
     "alpha = Parameter('alpha', default=0.5)\ndata = IncludeFile('data', default='data.txt')",
     "%%step start\nself.lines = self.data.splitlines()\nself.letters = ['a', 'b']\n"
     "self.next(self.outer, foreach='letters')",
@@ -33,7 +34,8 @@ FEATURES = [
     "%%step outer_join(inputs)\nself.all = sorted(w for i in inputs for w in i.words)\nself.next(self.branch)",
     "%%step branch\nself.next(self.p, self.q)",
     "%%step p @catch(var='oops')\nself.pv = 1\nraise ValueError('caught it')\nself.next(self.pq)",
-    "%%step q\nself.qv = 2\nself.next(self.pq)",
+    "%%step q @card(type='default')\nself.qv = 2\ncurrent.card.append(Markdown('# q'))\n"
+    "current.card.append(Table([[1, 2]], headers=['a', 'b']))\nself.next(self.pq)",
     "%%step pq(inputs)\nself.caught = 'caught it' in str(inputs.p.oops)\n"
     "self.merge_artifacts(inputs, exclude=['oops'])\nself.next(self.decide)",
     "%%step decide\nself.choice = 'big' if self.alpha > 0.3 else 'small'\n"

@@ -255,7 +255,8 @@ class Scheduler:
         if exception:
             exception = {k: exception.get(k) for k in ("ename", "evalue", "traceback", "text", "line")}
         transition = {k: v for k, v in (("num_splits", outcome.num_splits),
-                                        ("switch_value", outcome.switch_value)) if v is not None}
+                                        ("switch_value", outcome.switch_value),
+                                        ("cards", outcome.cards)) if v is not None and v != []}
         if ctx.graph[pending.step].type == "join":
             transition["join"] = True
         ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, status,

@@ -272,6 +272,9 @@ class Spinner:
             parents = [p for p in parents if p is not None]
             if node.type != "join":
                 parents = parents[:1]
+            else:
+                order = {name: i for i, name in enumerate(node.in_funcs)}
+                parents.sort(key=lambda p: order.get(p.step, 0))
             stack = list(spins[0].foreach_stack) if node.type != "join" else []
             parent_node = graph[parents[0].step]
             if node.type != "join" and parent_node.type == "foreach":
@@ -362,7 +365,8 @@ class Spinner:
             outcome = self.runtime.run(go, observer)
             status = "completed" if outcome.ok else "failed"
             transition = {k: v for k, v in (("num_splits", outcome.num_splits),
-                                            ("switch_value", outcome.switch_value)) if v is not None}
+                                            ("switch_value", outcome.switch_value),
+                                        ("cards", outcome.cards)) if v is not None and v != []}
             if graph[step].type == "join":
                 transition["join"] = True
             exception = None

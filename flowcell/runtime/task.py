@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._child import RESULT_MIME
+from .._child import CARD_MIME, RESULT_MIME
 from ..errors import KernelDiedError
 from ..model import FlowSource, StepCell
 from .kernels import ChildKernel, KernelPool
@@ -87,6 +87,10 @@ class TaskRequest:
             "namespace": self.namespace, "username": self.username, "tags": self.tags,
             "parameter_names": self.parameter_names, "environment": env,
             "client_root": self.client_root or self.root,
+            "pathspec": self.pathspec,
+            "cards": [] if self.skip_decorators else [
+                {"type": d.kwargs.get("type", "default"), "id": d.kwargs.get("id")}
+                for d in cell.decorators if d.name == "card"],
         }
 
 
@@ -102,6 +106,7 @@ class TaskOutcome:
     switch_value: Any = None
     error: dict[str, Any] | None = None
     caught: dict[str, Any] | None = None
+    cards: list[dict[str, Any]] = field(default_factory=list)
     stdout: str = ""
     stderr: str = ""
     duration: float = 0.0
@@ -151,6 +156,9 @@ async def run_in_kernel(
             if RESULT_MIME in data:
                 result.update(data[RESULT_MIME])
                 return
+            if CARD_MIME in data:
+                emit("card", {"cards": data[CARD_MIME]["cards"]})
+                return
             emit("display", {"data": data, "metadata": content.get("metadata", {}), "msg_type": kind,
                              "transient": content.get("transient", {})})
         elif kind == "error":
@@ -162,7 +170,7 @@ async def run_in_kernel(
     started = time.time()
     await kernel.execute(code, on_message, timeout=timeout)
     outcome = TaskOutcome(status=result.get("status", "failed"), attempt=spec["retry_count"])
-    for key in ("artifacts", "created", "changed", "deleted", "error", "caught"):
+    for key in ("artifacts", "created", "changed", "deleted", "error", "caught", "cards"):
         if key in result:
             setattr(outcome, key, result[key])
     outcome.num_splits = result.get("num_splits")

@@ -1,0 +1,267 @@
+"""Cards: components a ``@card`` step appends to ``current.card``, rendered to HTML.
+
+The names match ``metaflow.cards`` (the export rewrites ``flowcell.cards`` to it):
+``Markdown``, ``Table`` (``from_dataframe``), ``Image`` (PNG bytes,
+``from_matplotlib``), ``Artifact``, ``ProgressBar``, ``VegaChart``.  A card is one
+self-contained HTML page: styles inline, images as data URIs, Vega-Lite charts
+rendered to SVG when the card is made, so it displays with no network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from typing import Any
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:16px;color:#1f2328;background:#fff}
+.fc-card header{font-size:13px;color:#57606a;border-bottom:1px solid #d0d7de;margin-bottom:12px;padding-bottom:6px}
+.fc-card table{border-collapse:collapse;margin:8px 0;font-size:13px}
+.fc-card th,.fc-card td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+.fc-card th{background:#f6f8fa}
+.fc-card pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px;max-height:320px}
+.fc-progress{background:#eaeef2;border-radius:4px;height:14px;width:320px;overflow:hidden;display:inline-block}
+.fc-progress>div{background:#2da44e;height:100%}
+.fc-section{margin:10px 0}
+"""
+
+
+class MetaflowCardComponent:
+    """Base of every component: ``render()`` returns an HTML fragment."""
+
+    id: str | None = None
+
+    def render(self) -> str:
+        raise NotImplementedError
+
+
+class Markdown(MetaflowCardComponent):
+    def __init__(self, text: str = "") -> None:
+        self.text = text
+
+    def update(self, text: str) -> None:
+        self.text = text
+
+    def render(self) -> str:
+        from markdown_it import MarkdownIt
+
+        md = MarkdownIt("commonmark", {"html": False}).enable("table")
+        return f"<div class='fc-section'>{md.render(self.text)}</div>"
+
+
+class Table(MetaflowCardComponent):
+    def __init__(self, data: list[list[Any]] | None = None, headers: list[str] | None = None) -> None:
+        self.data = [list(row) for row in (data or [])]
+        self.headers = list(headers or [])
+
+    @classmethod
+    def from_dataframe(cls, dataframe: Any, truncate: bool = True) -> Table:
+        frame = dataframe.head(100) if truncate else dataframe
+        return cls([[_cell(v) for v in row] for row in frame.itertuples(index=False)],
+                   [str(c) for c in frame.columns])
+
+    def render(self) -> str:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in self.headers)
+        rows = "".join("<tr>" + "".join(f"<td>{_cell_html(v)}</td>" for v in row) + "</tr>" for row in self.data)
+        return f"<table>{'<tr>' + head + '</tr>' if head else ''}{rows}</table>"
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, MetaflowCardComponent)) else str(value)
+
+
+def _cell_html(value: Any) -> str:
+    if isinstance(value, MetaflowCardComponent):
+        return value.render()
+    return html.escape(str(value))
+
+
+class Image(MetaflowCardComponent):
+    def __init__(self, src: bytes | None = None, label: str | None = None) -> None:
+        self.src = src or b""
+        self.label = label
+
+    @classmethod
+    def from_matplotlib(cls, figure: Any, label: str | None = None) -> Image:
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", bbox_inches="tight")
+        return cls(buf.getvalue(), label)
+
+    @classmethod
+    def from_pil_image(cls, image: Any, label: str | None = None) -> Image:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return cls(buf.getvalue(), label)
+
+    def render(self) -> str:
+        data = base64.b64encode(self.src).decode()
+        caption = f"<figcaption>{html.escape(self.label)}</figcaption>" if self.label else ""
+        return f"<figure class='fc-section'><img src='data:image/png;base64,{data}' style='max-width:100%'/>{caption}</figure>"
+
+
+class Artifact(MetaflowCardComponent):
+    def __init__(self, artifact: Any, name: str | None = None, compressed: bool = True) -> None:
+        self.artifact = artifact
+        self.name = name
+
+    def render(self) -> str:
+        from .preview import preview_html
+
+        title = f"<b>{html.escape(self.name)}</b> " if self.name else ""
+        return f"<div class='fc-section'>{title}{preview_html(self.artifact)}</div>"
+
+
+class ProgressBar(MetaflowCardComponent):
+    def __init__(self, max: int = 100, label: str | None = None, value: int = 0, unit: str | None = None) -> None:
+        self.max = max
+        self.label = label
+        self.value = value
+        self.unit = unit
+
+    def update(self, new_value: int) -> None:
+        self.value = new_value
+
+    def render(self) -> str:
+        share = 0 if not self.max else min(100.0, 100.0 * self.value / self.max)
+        label = html.escape(self.label or "")
+        return (f"<div class='fc-section'>{label} <span class='fc-progress'><div style='width:{share:.1f}%'></div>"
+                f"</span> {self.value}/{self.max}{' ' + html.escape(self.unit) if self.unit else ''}</div>")
+
+
+class VegaChart(MetaflowCardComponent):
+    """A Vega-Lite spec, rendered to inline SVG (``vl-convert``) when the card is made."""
+
+    def __init__(self, spec: dict[str, Any], show_controls: bool = False) -> None:
+        self.spec = spec
+
+    @classmethod
+    def from_altair_chart(cls, chart: Any) -> VegaChart:
+        return cls(chart.to_dict())
+
+    def update(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+
+    def render(self) -> str:
+        try:
+            import vl_convert
+        except ImportError:
+            return ("<div class='fc-section'><i>VegaChart needs the vl-convert-python package to render offline; "
+                    f"the spec:</i><pre>{html.escape(json.dumps(self.spec, indent=1))}</pre></div>")
+        return f"<div class='fc-section'>{vl_convert.vegalite_to_svg(self.spec)}</div>"
+
+
+def page(title: str, body: str) -> str:
+    """A complete, self-contained HTML document."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><div class='fc-card'><header>{html.escape(title)}</header>"
+            f"{body}</div></body></html>")
+
+
+class CardCollector:
+    """``current.card`` inside a task: ``append``, ``extend``, ``clear``, ``[id]``, ``refresh``."""
+
+    def __init__(self, decorators: list[dict[str, Any]], publish: Any = None) -> None:
+        self._decorators = decorators
+        self._components: dict[str | None, list[MetaflowCardComponent]] = {None: []}
+        for deco in decorators:
+            if deco.get("id"):
+                self._components.setdefault(deco["id"], [])
+        self._publish = publish
+
+    def __getitem__(self, card_id: str) -> _CardView:
+        if card_id not in self._components:
+            raise KeyError(f"No @card(id={card_id!r}) on this step.")
+        return _CardView(self, card_id)
+
+    def append(self, component: MetaflowCardComponent, id: str | None = None) -> None:
+        if not isinstance(component, MetaflowCardComponent):
+            raise TypeError(f"current.card.append() takes a card component (Markdown, Table, ...), not {component!r}.")
+        component.id = id
+        self._components[None].append(component)
+
+    def extend(self, components: list[MetaflowCardComponent]) -> None:
+        for c in components:
+            self.append(c)
+
+    def clear(self) -> None:
+        self._components[None].clear()
+
+    def components(self, card_id: str | None = None) -> list[MetaflowCardComponent]:
+        return self._components.get(card_id, [])
+
+    def refresh(self, *args: Any, **kwargs: Any) -> None:
+        """Send the card as it is now to the cell that runs the task (live ProgressBar)."""
+        if self._publish is not None:
+            self._publish(self)
+
+
+class _CardView:
+    def __init__(self, collector: CardCollector, card_id: str) -> None:
+        self._collector, self._id = collector, card_id
+
+    def append(self, component: MetaflowCardComponent) -> None:
+        self._collector._components[self._id].append(component)
+
+    def extend(self, components: list[MetaflowCardComponent]) -> None:
+        self._collector._components[self._id].extend(components)
+
+    def clear(self) -> None:
+        self._collector._components[self._id].clear()
+
+    def refresh(self, *args: Any, **kwargs: Any) -> None:
+        self._collector.refresh()
+
+
+def render_card(card_type: str, card_id: str | None, title: str, components: list[MetaflowCardComponent],
+                artifacts: list[tuple[str, str, int, Any]] | None) -> str:
+    """HTML of one card: its components, and for the default card the task's artifacts."""
+    parts = [c.render() for c in components]
+    if card_type == "default" and artifacts is not None:
+        from .preview import preview_html
+
+        rows = "".join(
+            f"<tr><td><b>{html.escape(name)}</b></td><td>{html.escape(kind)}</td><td>{size:,} B</td>"
+            f"<td>{preview_html(value, compact=True) if value is not _MISSING else '<i>passed through</i>'}</td></tr>"
+            for name, kind, size, value in artifacts
+        )
+        parts.append(f"<h3>Artifacts</h3><table><tr><th>name</th><th>type</th><th>size</th><th>value</th></tr>"
+                     f"{rows}</table>")
+    return page(title + (f" ({card_id})" if card_id else ""), "".join(parts))
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<not loaded>"
+
+
+_MISSING = _Missing()
+
+
+class Card:
+    """A stored card: ``.html``; shows itself inline in a notebook."""
+
+    def __init__(self, pathspec: str, card_type: str, card_id: str | None, html_text: str) -> None:
+        self.pathspec, self.type, self.id, self.html = pathspec, card_type, card_id, html_text
+
+    def _repr_html_(self) -> str:
+        # An iframe keeps the card's styles from leaking into the notebook.
+        return (f"<iframe srcdoc=\"{html.escape(self.html, quote=True)}\" style='width:100%;height:420px;"
+                "border:1px solid #d0d7de;border-radius:6px'></iframe>")
+
+    def __repr__(self) -> str:
+        return f"<Card {self.type}{'/' + self.id if self.id else ''} of {self.pathspec}>"
+
+
+def get_cards(task: Any, type: str | None = None, id: str | None = None) -> list[Card]:
+    """The cards stored with a task (a ``Task`` or its pathspec)."""
+    from .client import Task, _stores_for
+
+    if isinstance(task, str):
+        task = Task(task)
+    record = task._record
+    entries = (record.transition or {}).get("cards", [])
+    _, blobs = _stores_for(task._root)
+    cards = [Card(task.pathspec, e["type"], e.get("id"), blobs.get(e["address"]).decode()) for e in entries]
+    return [c for c in cards if (type is None or c.type == type) and (id is None or c.id == id)]

@@ -1,0 +1,78 @@
+"""Short, safe previews of artifact values (HTML and text) for cards and widgets.
+
+A preview never loads more than it shows: arrays are summarised from a sample of
+at most ``SAMPLE`` elements (on a memory-mapped array only those pages are read),
+DataFrames show their head, containers their first items.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import reprlib
+from typing import Any
+
+SAMPLE = 100_000
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict = 200, 200, 10, 10
+
+
+def is_png(value: Any) -> bool:
+    return isinstance(value, (bytes, bytearray)) and bytes(value[:8]) == b"\x89PNG\r\n\x1a\n"
+
+
+def summary(value: Any) -> str:
+    """One line describing ``value`` (type, shape, size)."""
+    kind = type(value).__name__
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{kind} shape={tuple(value.shape)} dtype={value.dtype}"
+    if hasattr(value, "shape") and hasattr(value, "columns"):
+        return f"{kind} shape={tuple(value.shape)}"
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        return f"{kind} of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, (str, bytes)):
+        return f"{kind} of length {len(value)}"
+    return kind
+
+
+def _array_stats(value: Any) -> str:
+    try:
+        import numpy as np
+
+        flat = value.reshape(-1)
+        sample = flat[:SAMPLE]
+        if sample.size == 0 or not np.issubdtype(sample.dtype, np.number):
+            return ""
+        note = "" if flat.size <= SAMPLE else f" (first {SAMPLE:,} of {flat.size:,})"
+        return (f"min {sample.min():.4g}, max {sample.max():.4g}, mean {sample.mean():.4g}{note}")
+    except Exception:
+        return ""
+
+
+def preview_text(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "reshape"):
+        stats = _array_stats(value)
+        return summary(value) + (f"; {stats}" if stats else "")
+    if hasattr(value, "head") and hasattr(value, "columns"):
+        return summary(value) + "\n" + str(value.head(5))
+    return _repr.repr(value)
+
+
+def preview_html(value: Any, compact: bool = False) -> str:
+    """HTML preview: DataFrame head, array stats, PNG image, text, nested containers."""
+    if is_png(value):
+        data = base64.b64encode(bytes(value)).decode()
+        return f"<img src='data:image/png;base64,{data}' style='max-width:{160 if compact else 480}px'/>"
+    if hasattr(value, "head") and hasattr(value, "columns") and hasattr(value, "to_html"):
+        return (f"<div>{html.escape(summary(value))}</div>"
+                + value.head(3 if compact else 10).to_html(border=0, max_cols=12))
+    if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "reshape"):
+        return f"<code>{html.escape(preview_text(value))}</code>"
+    if isinstance(value, dict) and not compact:
+        rows = "".join(f"<tr><td>{html.escape(_repr.repr(k))}</td><td>{html.escape(summary(v))}: "
+                       f"{html.escape(_repr.repr(v))}</td></tr>" for k, v in list(value.items())[:20])
+        more = f"<div>... {len(value) - 20} more</div>" if len(value) > 20 else ""
+        return f"<div>{html.escape(summary(value))}</div><table>{rows}</table>{more}"
+    if isinstance(value, str) and not compact and ("\n" in value or len(value) > 80):
+        return f"<pre>{html.escape(value[:4000])}{'...' if len(value) > 4000 else ''}</pre>"
+    return f"<code>{html.escape(_repr.repr(value))}</code>"
