@@ -148,7 +148,34 @@ class _Data:
         return f"<data of {self._task.pathspec}: {', '.join(self._task._artifacts())}>"
 
 
-class Task:
+class _Recorded:
+    """Status and timestamps shared by runs and tasks (read from their record)."""
+
+    _record: Any
+
+    @property
+    def status(self) -> str:
+        return str(self._record.status)
+
+    @property
+    def successful(self) -> bool:
+        return bool(self._record.status == "completed")
+
+    @property
+    def finished(self) -> bool:
+        return self._record.status in ("completed", "failed")
+
+    @property
+    def finished_at(self) -> datetime.datetime | None:
+        t = self._record.finished_at
+        return None if t is None else datetime.datetime.fromtimestamp(t)
+
+    @property
+    def created_at(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._record.created_at)
+
+
+class Task(_Recorded):
     """One task: ``Task("Flow/3/train/4")``."""
 
     def __init__(self, pathspec: str, _record: TaskRecord | None = None, _root: Path | None = None) -> None:
@@ -219,23 +246,6 @@ class Task:
     def traceback(self) -> str | None:
         exc = self._record.exception
         return None if not exc else exc.get("text")
-
-    @property
-    def successful(self) -> bool:
-        return self._record.status == "completed"
-
-    @property
-    def finished(self) -> bool:
-        return self._record.status in ("completed", "failed")
-
-    @property
-    def finished_at(self) -> datetime.datetime | None:
-        t = self._record.finished_at
-        return None if t is None else datetime.datetime.fromtimestamp(t)
-
-    @property
-    def created_at(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self._record.created_at)
 
     @property
     def current_attempt(self) -> int:
@@ -312,7 +322,7 @@ def _root_or_default() -> Path:
     return _root()
 
 
-class Run:
+class Run(_Recorded):
     """One run: ``Run("Flow/3")``; ``run["train"]`` is a :class:`Step`."""
 
     def __init__(self, pathspec: str, _record: RunRecord | None = None, _root: Path | None = None,
@@ -362,27 +372,6 @@ class Run:
     def data(self) -> _Data | None:
         end = self.end_task
         return None if end is None else end.data
-
-    @property
-    def successful(self) -> bool:
-        return self._record.status == "completed"
-
-    @property
-    def finished(self) -> bool:
-        return self._record.status in ("completed", "failed")
-
-    @property
-    def status(self) -> str:
-        return self._record.status
-
-    @property
-    def finished_at(self) -> datetime.datetime | None:
-        t = self._record.finished_at
-        return None if t is None else datetime.datetime.fromtimestamp(t)
-
-    @property
-    def created_at(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self._record.created_at)
 
     @property
     def user_tags(self) -> frozenset[str]:
