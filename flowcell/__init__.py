@@ -54,6 +54,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt front-end extension shipped in the wheel."""
+    return [{"src": "labextension", "dest": "flowcell"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext flowcell``: register the magics and warm the kernel pool."""
     from .magics import load

@@ -46,6 +46,10 @@ class FlowcellMagics(Magics):
         self._spinner: Any = None
         self._flow_decorators: list[str] = []
         self._graph_handle: Any = None
+        self._force_spin = False
+        from .labcomm import LabBridge
+
+        self.bridge = LabBridge(self)
 
     # -- state ---------------------------------------------------------------------
 
@@ -159,8 +163,10 @@ class FlowcellMagics(Magics):
             print(f"Note: @{', @'.join(passthrough)} {'has' if len(passthrough) == 1 else 'have'} no local effect; "
                   "kept for the exported flow.")
         self._redraw_graph()
-        if not self.autospin:
+        force, self._force_spin = self._force_spin, False
+        if not self.autospin and not force:
             print(f"Registered step {name!r} of flow {self.current_flow().name}.")
+            self.bridge.push()
             return
         self._spin_and_show(name, None, {}, persist=False, skip_decorators=False, auto=True)
 
@@ -180,24 +186,30 @@ class FlowcellMagics(Magics):
         from .progress import NotebookProgress
 
         flow = self.current_flow()
+        self.bridge.set_status(step, "running")
         try:
             result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist,
                                        skip_decorators=skip_decorators,
                                        observer=self._observer(prefix_output=False, live_table=False),
                                        check=False, from_metaflow=from_metaflow)
         except NotFoundError as exc:
+            self.bridge.statuses.pop(step, None)
+            self.bridge.push()
             if auto:
                 print(f"Registered step {step!r}. {exc}")
                 return None
             raise UsageError(str(exc)) from None
         except FlowcellError as exc:
+            self.bridge.set_status(step, "failed")
             if auto:
                 print(f"Registered step {step!r}; not spun: {exc}")
                 return None
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
+            self.bridge.set_status(step, "failed")
             raise UsageError(f"Spin of {step!r} interrupted.") from None
         outcome = result.outcome
+        self.bridge.set_status(step, result.status)
         if not result.successful:
             err = (outcome.error if outcome else None) or {}
             raise StepFailed(result.pathspec or step, str(err.get("ename")), str(err.get("evalue")),
@@ -379,10 +391,13 @@ class FlowcellMagics(Magics):
         try:
             result = start(self._observer())
         except FlowcellError as exc:
+            self.bridge.push()
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             raise UsageError("Run interrupted: its tasks were stopped and the run was marked failed.") from None
         run = Run(result.pathspec, _check_namespace=False, _root=Path(result.root))
+        self.bridge.statuses.clear()  # the run is now every step's latest status
+        self.bridge.push()
         if result.status != "completed":
             failure = None
             for done in result.failures:
@@ -466,6 +481,7 @@ def load(ipython: Any) -> None:
     _instances[id(ipython)] = magics
     # Warm the pool in the background now, so the first run or spin finds kernels ready.
     magics.runtime  # noqa: B018
+    magics.bridge.open()
 
 
 def unload(ipython: Any) -> None:

@@ -148,7 +148,7 @@ def flow_graph_svg(graph: Any, statuses: dict[str, str | None] | None = None) ->
         color = _STATUS_COLORS.get(status, _STATUS_COLORS[None])
         kind = graph[name].type or ""
         title = html.escape(f"{name}: {kind}, {status or 'never run'}")
-        parts.append(f"<g><title>{title}</title><rect x='{x:.0f}' y='{y:.0f}' width='{box_w}' height='{box_h}' rx='6' "
+        parts.append(f"<g class='fc-step' data-step='{html.escape(name)}'><title>{title}</title><rect x='{x:.0f}' y='{y:.0f}' width='{box_w}' height='{box_h}' rx='6' "
                      f"fill='white' stroke='{color}' stroke-width='2.5'/>"
                      f"<circle cx='{x + 14:.0f}' cy='{y + box_h / 2:.0f}' r='5' fill='{color}'/>"
                      f"<text x='{x + 26:.0f}' y='{y + box_h / 2 + 4:.0f}'>{html.escape(name)}</text></g>")

@@ -1,0 +1,31 @@
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+
+import { badge, findStepCell, parseStepLine } from './cells';
+
+test('parses step names, joins and decorators', () => {
+  assert.deepEqual(parseStepLine('%%step start\nself.next(self.end)'), {
+    name: 'start',
+    join: false,
+    decorators: []
+  });
+  assert.deepEqual(parseStepLine('%%step join(inputs) @retry(times=2) @card(type="default")\npass'), {
+    name: 'join',
+    join: true,
+    decorators: ['@retry(times=2)', '@card(type="default")']
+  });
+});
+
+test('ignores other cells', () => {
+  assert.equal(parseStepLine('%%flow MyFlow\nimport os'), null);
+  assert.equal(parseStepLine('x = 1\n%%step start'), null);
+  assert.equal(parseStepLine('%%stepper x'), null);
+  assert.equal(parseStepLine(''), null);
+});
+
+test('badges and finding a step cell', () => {
+  assert.deepEqual(badge('train', 'completed'), { text: 'train · succeeded', cls: 'fc-status-completed' });
+  assert.deepEqual(badge('train', undefined), { text: 'train · never run', cls: 'fc-status-never' });
+  assert.equal(findStepCell(['%load_ext flowcell', '%%step start\npass', '%%step end\npass'], 'end'), 2);
+  assert.equal(findStepCell(['%%step start\npass'], 'nope'), -1);
+});
