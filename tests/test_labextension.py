@@ -126,6 +126,8 @@ def test_badges_spin_shortcut_and_flow_panel(lab: dict[str, Any], browser: Any) 
     assert "start · never run" in badge.text_content()
     # Ctrl+Shift+S on the start cell: saves, then spins the step of the active cell.
     page.locator(".jp-Cell").nth(2).click()
+    # The step cell's toolbar offers "Spin step" too.
+    page.locator(".jp-Cell").nth(2).locator(".jp-cell-toolbar").get_by_text("Spin step").wait_for(timeout=10_000)
     page.keyboard.press("Escape")
     page.keyboard.press("Control+Shift+S")
     page.wait_for_function("document.querySelector(\".fc-badge[data-step='start']\")?.textContent.includes('succeeded')",

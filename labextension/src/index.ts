@@ -280,7 +280,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.commands.addCommand(CommandIDs.spin, {
       label: 'Spin step',
-      caption: 'Save, then spin the step of the active cell',
+      caption: 'Save, then spin the step of the active cell (Ctrl+Shift+S)',
+      isVisible: () => {
+        const bridge = current();
+        return !bridge || activeStep(bridge) !== null;
+      },
       execute: async () => {
         const bridge = current();
         if (!bridge) {
