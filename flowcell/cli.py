@@ -77,10 +77,13 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
     args = parser.parse_args(rest)
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
+    from .runtime.launch import prelaunch
+
+    # Start the kernels first: they boot while flowcell loads and the notebook is read.
+    early = prelaunch(min(args.max_workers, 2))
     from .runtime.engine import Runtime
 
-    # Start the kernels first: they boot while the notebook is read and checked.
-    runtime = Runtime(pool_size=min(args.max_workers, 2))
+    runtime = Runtime(pool_size=min(args.max_workers, 2), prelaunched=early)
     try:
         from .progress import ConsoleProgress
         from .runner import load_flow
@@ -122,10 +125,13 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("--from-metaflow", help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK]")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
     args = parser.parse_args(argv)
+    from .runtime.launch import prelaunch
+
+    # Start the kernel first: it boots while flowcell loads and the inputs are found.
+    early = prelaunch(1)
     from .runtime.engine import Runtime
 
-    # Start the kernel first: it boots while the notebook is read and the inputs found.
-    runtime = Runtime(pool_size=1)
+    runtime = Runtime(pool_size=1, prelaunched=early)
     try:
         from .progress import ConsoleProgress
         from .runner import load_flow

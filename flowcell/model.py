@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import keyword
 import re
 import tokenize
@@ -344,23 +345,43 @@ def flow_from_cells(
     return flow
 
 
-def read_notebook(path: str | Path) -> FlowSource:
-    """Read a ``.ipynb`` file (no Jupyter server needed) into a :class:`FlowSource`."""
-    import nbformat
+def _notebook_cells(p: Path) -> list[tuple[str, str]]:
+    """(cell type, source) of a notebook file.
 
-    p = Path(path)
+    Version-4 notebooks are read as the JSON they are: importing nbformat pulls in
+    jsonschema, which costs over a second where JupyterLab's schema extras are
+    installed, and a command-line run should not wait for it.  Older formats go
+    through nbformat's converters.
+    """
     try:
-        nb = nbformat.read(str(p), as_version=4)
+        data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FlowSyntaxError(f"Notebook {str(p)!r} does not exist.") from None
-    except Exception as exc:  # nbformat raises several types for a bad file
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FlowSyntaxError(f"{str(p)!r} is not a readable notebook: {exc}") from None
+    if not isinstance(data, dict) or data.get("nbformat") != 4 or not isinstance(data.get("cells"), list):
+        import nbformat
+
+        try:
+            data = nbformat.read(str(p), as_version=4)
+        except Exception as exc:  # nbformat raises several types for a bad file
+            raise FlowSyntaxError(f"{str(p)!r} is not a readable notebook: {exc}") from None
+    cells = []
+    for cell in data["cells"]:
+        source = cell.get("source", "")
+        cells.append((cell.get("cell_type", ""), "".join(source) if isinstance(source, list) else source))
+    return cells
+
+
+def read_notebook(path: str | Path) -> FlowSource:
+    """Read a ``.ipynb`` file (no Jupyter server needed) into a :class:`FlowSource`."""
+    p = Path(path)
     cells: list[tuple[str, str]] = []
-    for index, cell in enumerate(nb.cells, start=1):
-        if cell.cell_type == "markdown":
-            cells.append(("markdown", cell.source))
-        elif cell.cell_type == "code":
-            cells.append((f"cell {index}", cell.source))
+    for index, (kind, source) in enumerate(_notebook_cells(p), start=1):
+        if kind == "markdown":
+            cells.append(("markdown", source))
+        elif kind == "code":
+            cells.append((f"cell {index}", source))
     flow = flow_from_cells(cells, path=str(p.resolve()))
     if not flow.steps:
         raise FlowSyntaxError(f"{str(p)!r} has no %%step cells, so there is no flow to run.")

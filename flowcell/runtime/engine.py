@@ -19,6 +19,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .kernels import KernelPool
+from .launch import Launched
+
+#: Kernels started before the runtime (``launch.prelaunch``): their folder and processes.
+Prelaunch = tuple[Any, list[Launched]]
 
 T = TypeVar("T")
 Observer = Callable[[str, dict[str, Any]], None]
@@ -38,12 +42,17 @@ def _shutdown(loop: asyncio.AbstractEventLoop, pool: KernelPool, thread: threadi
 class Runtime:
     """A kernel pool on a background loop, shared by every run and spin of a process."""
 
-    def __init__(self, pool_size: int = 2, cwd: str | None = None, warm: bool = True) -> None:
+    def __init__(self, pool_size: int = 2, cwd: str | None = None, warm: bool = True,
+                 prelaunched: Prelaunch | None = None) -> None:
+        """``prelaunched`` adopts kernels started early with :func:`prelaunch`."""
         self.cwd = cwd or os.getcwd()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="flowcell-runtime", daemon=True)
         self._thread.start()
-        self.pool: KernelPool = self._call(lambda: KernelPool(size=pool_size, cwd=self.cwd))
+        workdir, launched = prelaunched if prelaunched else (None, [])
+        self.pool: KernelPool = self._call(lambda: KernelPool(size=pool_size, cwd=self.cwd, workdir=workdir))
+        if launched:
+            self.loop.call_soon_threadsafe(self.pool.adopt, launched)
         self._finalizer = weakref.finalize(self, _shutdown, self.loop, self.pool, self._thread)
         atexit.register(self._finalizer)
         if warm:

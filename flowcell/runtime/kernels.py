@@ -1,91 +1,53 @@
 """Child kernels: started over IPC (no TCP port), pooled, watched for death.
 
-Every task runs in a child IPython kernel started with ``jupyter_client``.  The
-sockets and connection files live in a private temporary directory (mode 700), the
-kernel's own stdout/stderr go to a log file there (so ipykernel's start-up chatter
-never reaches the user's cell), and a pool keeps a few kernels warm so a task or a
-spin does not pay the ~0.6 s start-up.
+Every task runs in a child IPython kernel (``ipykernel``), driven with
+``jupyter_client``'s async client.  The sockets and connection files live in a
+private temporary directory (mode 700), the kernel's own stdout/stderr go to a log
+file there (so ipykernel's start-up chatter never reaches the user's cell), and a
+pool keeps a few kernels warm so a task or a spin does not pay the ~0.6 s start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import shutil
-import sys
-import tempfile
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.asynchronous import AsyncKernelClient
 
 from ..errors import KernelDiedError
+from .launch import Launched, kernel_env, make_workdir, spawn
 
 Message = dict[str, Any]
-_counter = itertools.count(1)
-
-#: Kernel start-up flags: no history database (many kernels at once would contend
-#: on ~/.ipython's SQLite file), inline matplotlib so plots become display data.
-_KERNEL_ARGV = [
-    sys.executable,
-    "-m",
-    "ipykernel_launcher",
-    "-f",
-    "{connection_file}",
-    "--HistoryManager.enabled=False",
-    "--IPKernelApp.quiet=True",
-]
-
-
-class _SpecManager(KernelSpecManager):
-    """Serves one kernel spec: this interpreter, so children import this flowcell."""
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(
-            argv=list(_KERNEL_ARGV),
-            display_name="flowcell task",
-            language="python",
-            interrupt_mode="signal",
-            metadata={},
-        )
 
 
 class ChildKernel:
-    """One running child kernel and its client."""
+    """One running child kernel process and its client."""
 
-    def __init__(self, km: AsyncKernelManager, log_path: Path) -> None:
-        self.km = km
-        self.kc = km.client()
-        self.log_path = log_path
-        self.id = next(_counter)
+    def __init__(self, launched: Launched) -> None:
+        self.launched = launched
+        self.process = launched.process
+        self.log_path = launched.log_path
+        self.kc = AsyncKernelClient()
+        self.kc.load_connection_info(launched.connection)
         self.tasks_run = 0
 
     @classmethod
     async def start(cls, workdir: Path, cwd: str, env: dict[str, str]) -> ChildKernel:
-        n = next(_counter)
-        km = AsyncKernelManager(
-            kernel_name="flowcell",
-            kernel_spec_manager=_SpecManager(),
-            transport="ipc",
-            ip=str(workdir / f"k{n}"),
-            connection_file=str(workdir / f"k{n}.json"),
-        )
-        log_path = workdir / f"k{n}.log"
-        log = open(log_path, "ab")
-        try:
-            await km.start_kernel(cwd=cwd, env=env, stdout=log, stderr=log)
-        except Exception:
-            log.close()
-            raise
-        log.close()  # the child holds its own descriptor now
-        kernel = cls(km, log_path)
+        return await cls.connect(spawn(workdir, cwd, env))
+
+    @classmethod
+    async def connect(cls, launched: Launched) -> ChildKernel:
+        """Wait for a started kernel to answer, then import the task driver in it."""
+        kernel = cls(launched)
         kernel.kc.start_channels()
         try:
-            await kernel.kc.wait_for_ready(timeout=60)
+            await kernel._wait_ready(timeout=60)
             # Import the task driver now, so the first task doesn't pay for it.
             await kernel.execute("import flowcell._child", lambda m: None)
         except BaseException:
@@ -93,8 +55,21 @@ class ChildKernel:
             raise
         return kernel
 
+    async def _wait_ready(self, timeout: float) -> None:
+        """Wait for the kernel's first reply, failing fast if its process exits."""
+        ready = asyncio.ensure_future(self.kc.wait_for_ready(timeout=timeout))
+        try:
+            while not ready.done():
+                if not await self.is_alive():
+                    raise KernelDiedError(f"{self._death_message()} while starting; its log:\n{self.log_tail()}")
+                await asyncio.wait([ready], timeout=0.05)
+            ready.result()
+        finally:
+            if not ready.done():
+                ready.cancel()
+
     async def is_alive(self) -> bool:
-        return bool(await self.km.is_alive())
+        return self.process.poll() is None
 
     def log_tail(self, limit: int = 2000) -> str:
         try:
@@ -140,15 +115,9 @@ class ChildKernel:
                 return reply
 
     def _death_message(self) -> str:
-        code = None
-        provisioner = self.km.provisioner
-        process = getattr(provisioner, "process", None)
-        if process is not None:
-            code = process.poll()
+        code = self.process.poll()
         how = ""
         if code is not None and code < 0:
-            import signal
-
             try:
                 how = f" (killed by {signal.Signals(-code).name}"
             except ValueError:
@@ -159,48 +128,43 @@ class ChildKernel:
         return f"kernel died{how}"
 
     async def interrupt(self) -> None:
-        try:
-            await self.km.interrupt_kernel()
-        except Exception:
-            pass
+        if self.process.poll() is None:
+            try:
+                os.kill(self.process.pid, signal.SIGINT)
+            except OSError:
+                pass
 
     async def shutdown(self, now: bool = False) -> None:
-        """Stop the kernel; ``now`` kills it at once and reaps it without jupyter_client's 0.1 s polls."""
+        """Stop the kernel (``now``: kill at once) and remove its files."""
         try:
             self.kc.stop_channels()
         except Exception:
             pass
-        try:
-            provisioner = self.km.provisioner
-            if now and provisioner is not None and self.km.has_kernel:
-                await provisioner.kill()
-                for _ in range(400):
-                    if await provisioner.poll() is not None:
+        if self.process.poll() is None:
+            if not now:
+                self.process.terminate()
+                for _ in range(100):
+                    if self.process.poll() is not None:
                         break
-                    await asyncio.sleep(0.005)
-                await provisioner.wait()
-                await self.km._async_cleanup_resources()
-            else:
-                await self.km.shutdown_kernel(now=now)
-        except Exception:
-            pass
+                    await asyncio.sleep(0.01)
+            if self.process.poll() is None:
+                self.process.kill()
+            for _ in range(400):
+                if self.process.poll() is not None:
+                    break
+                await asyncio.sleep(0.005)
+        self.launched.cleanup()
 
 
 class KernelPool:
     """Keeps ``size`` child kernels warm; hands them out one task at a time."""
 
-    def __init__(self, size: int = 2, cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, size: int = 2, cwd: str | None = None, env: dict[str, str] | None = None,
+                 workdir: Path | None = None) -> None:
         self.size = size
         self.cwd = cwd or os.getcwd()
-        self.env = dict(os.environ if env is None else env)
-        # Children must not inherit a notebook's matplotlib backend or its kernel's
-        # connection; inline plots become display data that reaches the cell.
-        self.env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-        self.env.pop("JPY_PARENT_PID", None)
-        self.env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-        self.env["FLOWCELL_CHILD"] = "1"
-        self._workdir = Path(tempfile.mkdtemp(prefix="flowcell-kernels-"))
-        os.chmod(self._workdir, 0o700)
+        self.env = kernel_env(env)
+        self._workdir = workdir or make_workdir()
         self._idle: list[ChildKernel] = []
         self._starting: set[asyncio.Task[ChildKernel]] = set()
         self._busy: set[ChildKernel] = set()
@@ -227,6 +191,13 @@ class KernelPool:
             return
         else:
             self._idle.append(kernel)
+
+    def adopt(self, launched: list[Launched]) -> None:
+        """Take kernels that were started before the pool existed (see ``launch``)."""
+        for item in launched:
+            task = asyncio.ensure_future(ChildKernel.connect(item))
+            self._starting.add(task)
+            task.add_done_callback(self._started)
 
     def warm(self, count: int | None = None) -> None:
         """Start kernels in the background until ``count`` (default ``size``) are ready or starting."""

@@ -1,0 +1,95 @@
+"""Starting a child kernel process, with nothing but the standard library.
+
+Kept free of jupyter_client (whose import costs ~0.1 s) so that a command-line run
+or spin can start its kernels first thing, and read the notebook and import the
+rest of flowcell while the kernels boot.  The connection file and IPC sockets live
+in a private 0700 directory; the kernel's own stdout/stderr go to a log file there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_counter = itertools.count(1)
+
+#: No history database (many kernels at once would contend on ~/.ipython's SQLite).
+KERNEL_FLAGS = ["--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
+
+
+@dataclass
+class Launched:
+    """A started kernel process and how to connect to it."""
+
+    process: subprocess.Popen[bytes]
+    connection: dict[str, object]
+    connection_file: Path
+    log_path: Path
+
+    def cleanup(self) -> None:
+        """Remove the connection file and any IPC socket files left behind."""
+        base = str(self.connection["ip"])
+        for path in [self.connection_file] + [Path(f"{base}-{p}") for p in range(1, 6)]:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def make_workdir() -> Path:
+    workdir = Path(tempfile.mkdtemp(prefix="flowcell-kernels-"))
+    os.chmod(workdir, 0o700)
+    return workdir
+
+
+def kernel_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child kernel: the caller's, made safe for a task."""
+    env = dict(os.environ if base is None else base)
+    # Inline plots become display data that reaches the cell.
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    env["FLOWCELL_CHILD"] = "1"
+    # The kernel exits by itself if this process dies (ipykernel's parent poller).
+    env["JPY_PARENT_PID"] = str(os.getpid())
+    return env
+
+
+def spawn(workdir: Path, cwd: str, env: dict[str, str]) -> Launched:
+    """Start one kernel process over IPC transport (no TCP port) and return at once."""
+    n = next(_counter)
+    connection: dict[str, object] = {
+        "transport": "ipc", "ip": str(workdir / f"k{os.getpid()}-{n}"),
+        "shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
+        "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256", "kernel_name": "flowcell",
+    }
+    connection_file = workdir / f"k{os.getpid()}-{n}.json"
+    fd = os.open(connection_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(connection, fh)
+    log_path = workdir / f"k{os.getpid()}-{n}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection_file), *KERNEL_FLAGS],
+            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            # Ctrl-C in a terminal reaches flowcell, which stops the tasks it runs itself.
+            start_new_session=True,
+        )
+    return Launched(process, connection, connection_file, log_path)
+
+
+def prelaunch(count: int) -> tuple[Path, list[Launched]]:
+    """Start ``count`` kernels now, for a :class:`~flowcell.runtime.engine.Runtime` to adopt.
+
+    The command line calls this before importing the rest of flowcell, so the
+    kernels' ~0.6 s start-up overlaps reading the notebook and the store.
+    """
+    workdir = make_workdir()
+    env = kernel_env()
+    return workdir, [spawn(workdir, os.getcwd(), env) for _ in range(count)]
