@@ -323,29 +323,36 @@ class FlowcellMagics(Magics):
         return self._spin_and_show(step or "", pathspec if "/" in pathspec else None, overrides, args.persist,
                                    args.skip_decorators, from_metaflow=args.from_metaflow)
 
-    @line_magic
-    def resume(self, line: str) -> Any:
-        """%resume [STEP] [--origin-run-id ID] [--PARAM VALUE ...] [--tag T ...]"""
+    def _parse_run_line(self, prog: str, line: str, with_step: bool) -> tuple[dict[str, str], Any]:
+        """``--PARAM VALUE`` pairs and the known options of %run_flow / %resume."""
         import argparse
 
         from .cli import split_params
-        from .runtime.runs import start_resume
 
         try:
-            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--origin-run-id",
-                                                             "--run-id-file"})
+            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--run-id-file",
+                                                             "--namespace", "--origin-run-id"})
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        parser = argparse.ArgumentParser(prog="%resume", add_help=False, exit_on_error=False)
-        parser.add_argument("step", nargs="?")
-        parser.add_argument("--origin-run-id")
+        parser = argparse.ArgumentParser(prog=prog, add_help=False, exit_on_error=False)
+        if with_step:
+            parser.add_argument("step", nargs="?")
+            parser.add_argument("--origin-run-id")
         parser.add_argument("--tag", action="append", default=[])
         parser.add_argument("--max-workers", type=int, default=self.max_workers)
         parser.add_argument("--run-id-file")
+        parser.add_argument("--namespace")
         try:
-            args = parser.parse_args(rest)
+            return params, parser.parse_args(rest)
         except (argparse.ArgumentError, SystemExit) as exc:
-            raise UsageError(f"%resume: {exc}") from None
+            raise UsageError(f"{prog}: {exc}") from None
+
+    @line_magic
+    def resume(self, line: str) -> Any:
+        """%resume [STEP] [--origin-run-id ID] [--PARAM VALUE ...] [--tag T ...]"""
+        from .runtime.runs import start_resume
+
+        params, args = self._parse_run_line("%resume", line, with_step=True)
         return self._finish_run(lambda observer: start_resume(
             self.runtime, self.current_flow(), args.step, args.origin_run_id, params, tags=args.tag,
             max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer))
@@ -354,28 +361,10 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def run_flow(self, line: str) -> Any:
-        """%run_flow [--PARAM VALUE ...] [--tag T ...] [--max-workers N] [--run-id-file F]"""
-        import argparse
-
-        from .cli import split_params
-        from .client import Run
-        from .progress import NotebookProgress
+        """%run_flow [--PARAM VALUE ...] [--tag T ...] [--max-workers N] [--run-id-file F] [--namespace NS]"""
         from .runtime.runs import start_run
 
-        try:
-            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--run-id-file",
-                                                             "--namespace"})
-        except FlowcellError as exc:
-            raise UsageError(str(exc)) from None
-        parser = argparse.ArgumentParser(prog="%run_flow", add_help=False, exit_on_error=False)
-        parser.add_argument("--tag", action="append", default=[])
-        parser.add_argument("--max-workers", type=int, default=self.max_workers)
-        parser.add_argument("--run-id-file")
-        parser.add_argument("--namespace")
-        try:
-            args = parser.parse_args(rest)
-        except (argparse.ArgumentError, SystemExit) as exc:
-            raise UsageError(f"%run_flow: {exc}") from None
+        params, args = self._parse_run_line("%run_flow", line, with_step=False)
         flow = self.current_flow()
         if not flow.steps:
             raise UsageError("No %%step cells have been run yet: run the %%flow and %%step cells first.")

@@ -131,3 +131,20 @@ def test_lint_error_in_notebook_is_one_clear_message(tmp_path: Path) -> None:
     text = outputs_text(nb.cells[3])
     assert "UsageError" in text and "nowhere" in text and "start" in text
     assert "Traceback" not in text, "a usage error shows no Python traceback"
+
+
+def test_resume_magic_after_fixing_the_failed_cell(tmp_path: Path) -> None:
+    nb = notebook(
+        "%load_ext flowcell\n%flowcell autospin off",
+        "%%flow ResumeFlow\nimport os",
+        "%%step start\nself.expensive = 42\nself.next(self.end)",
+        "%%step end\nraise RuntimeError('bug in end')",
+        "%run_flow",
+        "%%step end\nself.answer = self.expensive",
+        "run = %resume\nprint(run.pathspec, run.successful, run.origin_pathspec, run.data.answer)",
+        "%tag add --run-id 2 fixed\n%tag list --run-id 2 --hide-system-tags",
+    )
+    execute(nb, tmp_path, allow_errors=True)
+    assert "bug in end" in outputs_text(nb.cells[4])
+    assert "ResumeFlow/2 True ResumeFlow/1 42" in outputs_text(nb.cells[6])
+    assert "user tags: fixed" in outputs_text(nb.cells[7])
