@@ -77,7 +77,7 @@ def _step_function(spec: dict[str, Any], namespace: dict[str, Any]) -> Any:
         body=tree.body or [ast.Pass()],
         decorator_list=[],
         returns=None,
-        type_params=[],
+        **({"type_params": []} if sys.version_info >= (3, 12) else {}),
     )
     body = fn.body
     fn.lineno, fn.col_offset = max(1, cell["first_line"] - 1), 0

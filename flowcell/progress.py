@@ -69,8 +69,10 @@ class ConsoleProgress:
         if kind == "run_started":
             from tqdm import tqdm
 
+            # disable=None: a live bar on a terminal, none in a log file (task lines still print).
             self._bar = tqdm(total=None, unit="task", desc=p["pathspec"], file=self.stream, leave=True,
-                             dynamic_ncols=True, bar_format="{desc} | {n} tasks done | {elapsed} | {postfix}")
+                             dynamic_ncols=True, disable=None,
+                             bar_format="{desc} | {n} tasks done | {elapsed}{postfix}")
             self._bar.set_postfix_str("starting")
         elif kind == "stream":
             self._write_lines(p["pathspec"], p["text"])
