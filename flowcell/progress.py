@@ -167,7 +167,8 @@ class NotebookProgress:
             )
         errors = "".join(
             f"<div style='color:#c62828'>{html.escape(ps)}: {html.escape(str(e.get('ename')))}: "
-            f"{html.escape(str(e.get('evalue')))}</div>" for ps, e in s.errors
+            f"{html.escape(str(e.get('evalue')))} &mdash; logs: <code>Task('{html.escape(ps)}').stdout</code>, "
+            f"<code>.stderr</code>, or <code>%flow_runs</code></div>" for ps, e in s.errors
         )
         head = f"<b>{html.escape(s.pathspec)}</b> &mdash; {html.escape(s.status)}, {s.elapsed:.1f}s"
         return {
