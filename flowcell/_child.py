@@ -71,13 +71,14 @@ def _step_function(spec: dict[str, Any], namespace: dict[str, Any]) -> Any:
     args = [ast.arg(arg="self")]
     if cell.get("join_arg"):
         args.append(ast.arg(arg=cell["join_arg"]))
+    extra: dict[str, Any] = {"type_params": []} if sys.version_info >= (3, 12) else {}
     fn = ast.FunctionDef(
         name=spec["step"],
         args=ast.arguments(posonlyargs=[], args=args, kwonlyargs=[], kw_defaults=[], defaults=[]),
         body=tree.body or [ast.Pass()],
         decorator_list=[],
         returns=None,
-        **({"type_params": []} if sys.version_info >= (3, 12) else {}),
+        **extra,
     )
     body = fn.body
     fn.lineno, fn.col_offset = max(1, cell["first_line"] - 1), 0

@@ -151,7 +151,7 @@ class _Data:
 class _Recorded:
     """Status and timestamps shared by runs and tasks (read from their record)."""
 
-    _record: Any
+    _record: RunRecord | TaskRecord
 
     @property
     def status(self) -> str:
@@ -177,6 +177,8 @@ class _Recorded:
 
 class Task(_Recorded):
     """One task: ``Task("Flow/3/train/4")``."""
+
+    _record: TaskRecord
 
     def __init__(self, pathspec: str, _record: TaskRecord | None = None, _root: Path | None = None) -> None:
         self._root = _root or _root_or_default()
@@ -324,6 +326,8 @@ def _root_or_default() -> Path:
 
 class Run(_Recorded):
     """One run: ``Run("Flow/3")``; ``run["train"]`` is a :class:`Step`."""
+
+    _record: RunRecord
 
     def __init__(self, pathspec: str, _record: RunRecord | None = None, _root: Path | None = None,
                  _check_namespace: bool = True) -> None:

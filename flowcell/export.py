@@ -58,12 +58,13 @@ def _rewrite_imports(tree: ast.Module, source: str) -> str:
     """``flowcell`` imports become ``metaflow`` imports, line by line, keeping the rest verbatim."""
     lines = source.splitlines(keepends=True)
     for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
         replacement = None
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and (
                 node.module == "flowcell" or node.module.startswith("flowcell.")):
             mod = "metaflow" + node.module[len("flowcell"):]
-            names = [a for a in node.names if a.name not in ("JSONType",) or True]
-            replacement = ast.unparse(ast.ImportFrom(module=mod, names=names, level=0))
+            replacement = ast.unparse(ast.ImportFrom(module=mod, names=node.names, level=0))
         elif isinstance(node, ast.Import) and any(a.name == "flowcell" or a.name.startswith("flowcell.")
                                                   for a in node.names):
             aliases = [ast.alias(name="metaflow" + a.name[len("flowcell"):],

@@ -92,7 +92,8 @@ class FlowcellMagics(Magics):
             same_cell = cell_key is not None and reg.key.startswith(f"cell:{cell_key}:")
             if same_cell or (reg.kind == kind and reg.key.split(":", 2)[-1] == key.split(":", 2)[-1] and kind == "step"):
                 continue
-            if kind == "flow" and cell_key is None and reg.kind == "flow" and reg.cell.source == cell.source:
+            if kind == "flow" and cell_key is None and isinstance(reg.cell, CodeCell) \
+                    and isinstance(cell, CodeCell) and reg.cell.source == cell.source:
                 continue
             kept.append(reg)
         kept.append(_Registered(f"cell:{cell_key}:{key}", kind, cell))
@@ -317,7 +318,7 @@ class FlowcellMagics(Magics):
             if args.artifacts_module:
                 overrides.update(load_artifacts_module(args.artifacts_module))
             if args.artifacts:
-                overrides.update(parse_artifacts_expr(args.artifacts, self.shell.user_ns))
+                overrides.update(parse_artifacts_expr(args.artifacts, self.shell.user_ns if self.shell else {}))
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         return self._spin_and_show(step or "", pathspec if "/" in pathspec else None, overrides, args.persist,

@@ -65,7 +65,7 @@ def preview_html(value: Any, compact: bool = False) -> str:
         return f"<img src='data:image/png;base64,{data}' style='max-width:{160 if compact else 480}px'/>"
     if hasattr(value, "head") and hasattr(value, "columns") and hasattr(value, "to_html"):
         return (f"<div>{html.escape(summary(value))}</div>"
-                + value.head(3 if compact else 10).to_html(border=0, max_cols=12))
+                + str(value.head(3 if compact else 10).to_html(border=0, max_cols=12)))
     if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "reshape"):
         return f"<code>{html.escape(preview_text(value))}</code>"
     if isinstance(value, dict) and not compact:

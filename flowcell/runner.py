@@ -62,8 +62,8 @@ class ExecutingRun:
 
     def __init__(self, result: Any) -> None:
         self._result = result
-        self.status = result.status
-        self.pathspec = result.pathspec
+        self.status: str = result.status
+        self.pathspec: str = result.pathspec
 
     @property
     def run(self) -> Any:

@@ -284,6 +284,10 @@ class RunBrowser(_Displayable):
         return "\n".join(self._run_label(r) for r in self._runs[:50]) or f"no runs of {self.flow}"
 
 
+def _compare_cell(art: Any) -> str:
+    return preview_html(art.data, compact=True) if art is not None else "<i>absent</i>"
+
+
 def compare_runs_html(a: Any, b: Any) -> str:
     """Artifacts of two runs' end tasks side by side; differing values are marked."""
     if a is None or b is None or a.end_task is None or b.end_task is None:
@@ -294,9 +298,8 @@ def compare_runs_html(a: Any, b: Any) -> str:
     for name in sorted(set(left) | set(right)):
         la, ra = left.get(name), right.get(name)
         same = la is not None and ra is not None and la.sha == ra.sha
-        cell = lambda art: preview_html(art.data, compact=True) if art is not None else "<i>absent</i>"  # noqa: E731
         mark = "" if same else " style='background:#fff8c5'"
-        rows.append(f"<tr{mark}><td><b>{html.escape(name)}</b></td><td>{cell(la)}</td><td>{cell(ra)}</td></tr>")
+        rows.append(f"<tr{mark}><td><b>{html.escape(name)}</b></td><td>{_compare_cell(la)}</td><td>{_compare_cell(ra)}</td></tr>")
     return (f"<table><tr><th>artifact</th><th>{html.escape(a.pathspec)}</th><th>{html.escape(b.pathspec)}</th></tr>"
             f"{''.join(rows)}</table>")
 

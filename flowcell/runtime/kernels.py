@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.asynchronous.client import AsyncKernelClient
 
 from ..errors import KernelDiedError
 from .launch import Launched, kernel_env, make_workdir, spawn
@@ -34,7 +34,7 @@ class ChildKernel:
         self.process = launched.process
         self.log_path = launched.log_path
         self.kc = AsyncKernelClient()
-        self.kc.load_connection_info(launched.connection)
+        self.kc.load_connection_info(launched.connection)  # type: ignore[arg-type]
         self.tasks_run = 0
 
     @classmethod

@@ -69,6 +69,10 @@ def stack_key(frames: list[Frame] | list[dict[str, Any]]) -> tuple[Any, ...]:
     return tuple((f.step, f.index) if isinstance(f, Frame) else (f["step"], f["index"]) for f in frames)
 
 
+def _last(frames: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return frames[-1] if frames else None
+
+
 def foreach_frames(stack: list[Frame]) -> list[dict[str, Any]]:
     return [f.to_json() for f in stack if f.kind == "foreach"]
 
@@ -159,7 +163,7 @@ class Scheduler:
                                          t.stack + [Frame("foreach", t.step, i, n, node.foreach_param)])]
         if node.type == "split-switch":
             value = outcome.switch_value if outcome else None
-            return self._route(node.switch_cases[value], t, t.stack)
+            return self._route(node.switch_cases[str(value)], t, t.stack)
         return self._route(node.out_funcs[0], t, t.stack)
 
     def _route(self, target: str, parent: Done, stack: list[Frame]) -> list[Pending]:
@@ -196,8 +200,7 @@ class Scheduler:
             params.update(ctx.param_refs)
             req.inputs = params
             req.join_inputs = [
-                {"step": p.step, "pathspec": p.pathspec, "artifacts": p.artifacts,
-                 "frame": (foreach_frames(p.stack) or [None])[-1]}
+                {"step": p.step, "pathspec": p.pathspec, "artifacts": p.artifacts, "frame": _last(foreach_frames(p.stack))}
                 for p in pending.parents
             ]
         else:

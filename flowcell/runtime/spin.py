@@ -114,21 +114,22 @@ def _with_root(refs: dict[str, dict[str, Any]], root: Path) -> dict[str, dict[st
 
 def parse_pathspec(flow: str, text: str) -> tuple[str | None, str | None, str | None]:
     """Metaflow's spin forms: STEP, RUN/STEP, RUN/STEP/TASK, FLOW/RUN/STEP, FLOW/RUN/STEP/TASK."""
-    parts = [p for p in text.strip().split("/")]
+    parts = text.strip().split("/")
     if not all(parts):
         raise NotFoundError(f"{text!r} is not a pathspec; use STEP, RUN/STEP, RUN/STEP/TASK or FLOW/RUN/STEP[/TASK].")
-    if len(parts) == 3 and not parts[0].isdigit():
-        parts = parts + [""]
-        flow_part, run, step, task = parts
+    run: str | None = None
+    task: str | None = None
+    flow_part = flow
+    if len(parts) == 1:
+        step = parts[0]
+    elif len(parts) == 2:
+        run, step = parts
+    elif len(parts) == 3 and parts[0].isdigit():
+        run, step, task = parts
+    elif len(parts) == 3:
+        flow_part, run, step = parts
     elif len(parts) == 4:
         flow_part, run, step, task = parts
-    elif len(parts) in (1, 2, 3):
-        flow_part = flow
-        run, step, task = ([None] * (3 - len(parts)) + parts) if len(parts) < 3 else parts
-        if len(parts) == 1:
-            run, step, task = None, parts[0], None
-        elif len(parts) == 2:
-            run, step, task = parts[0], parts[1], None
     else:
         raise NotFoundError(f"{text!r} has too many parts for a pathspec.")
     if flow_part != flow:
@@ -170,8 +171,7 @@ class Spinner:
 
     def inputs_from_task(self, meta: MetadataStore, graph: FlowGraph, task: TaskRecord, root: Path) -> SpinInputs:
         node = graph[task.step]
-        parents = [meta.get_task(task.flow, task.run_number, p) for p in task.parents]
-        parents = [p for p in parents if p is not None]
+        parents = [p for i in task.parents if (p := meta.get_task(task.flow, task.run_number, i)) is not None]
         recorded_join = bool((task.transition or {}).get("join"))
         if node.type == "join" and not recorded_join:
             raise FlowcellError(
@@ -190,7 +190,7 @@ class Spinner:
         params = set(s.var for s in graph.flow.parameters)
         frames = [f for f in stack if f.get("kind") == "foreach"]
         if graph[step].type == "join":
-            join_inputs = []
+            join_inputs: list[dict[str, Any]] = []
             for p in parents:
                 arts = _with_root(meta.artifacts(p.flow, p.run_number, p.task_id), root)
                 pframes = [f for f in p.foreach_stack if f.get("kind") == "foreach"]
@@ -228,6 +228,7 @@ class Spinner:
                 tasks = [t for t in tasks if str(t.task_id) == task_id]
                 if not tasks:
                     raise NotFoundError(f"Task {flow.name}/{run.run_number}/{step}/{task_id} does not exist.")
+            assert meta is not None  # a run was found, so the store exists
             if tasks:
                 return self.inputs_from_task(meta, graph, tasks[0], root)
             return self._from_run_parents(meta, graph, step, run, root)
@@ -268,8 +269,7 @@ class Spinner:
         spins.sort(key=lambda s: s.finished_at, reverse=True)
         meta = MetadataStore(spins[0].root)
         try:
-            parents = [meta.get_task(*_split_task(s.pathspec)) for s in spins]
-            parents = [p for p in parents if p is not None]
+            parents = [p for s in spins if (p := meta.get_task(*_split_task(s.pathspec))) is not None]
             if node.type != "join":
                 parents = parents[:1]
             else:
@@ -395,12 +395,13 @@ def inputs_from_metaflow(pathspec: str, graph: FlowGraph, step: str, blobs: Blob
     except ImportError:
         raise FlowcellError("--from-metaflow needs the metaflow package: pip install metaflow") from None
     parts = pathspec.strip("/").split("/")
+    task: Any = None
     try:
-        metaflow.namespace(None)
+        metaflow.namespace(None)  # type: ignore[attr-defined]
         if len(parts) == 2:
-            task = metaflow.Run(pathspec)[step].task
+            task = metaflow.Run(pathspec)[step].task  # type: ignore[attr-defined]
         elif len(parts) == 4:
-            task = metaflow.Task(pathspec)
+            task = metaflow.Task(pathspec)  # type: ignore[attr-defined]
             if parts[2] != step:
                 raise FlowcellError(f"--from-metaflow {pathspec} is a task of step {parts[2]!r}, not {step!r}.")
         else:
@@ -423,7 +424,7 @@ def inputs_from_metaflow(pathspec: str, graph: FlowGraph, step: str, blobs: Blob
     source = f"Metaflow task {task.pathspec}"
     if graph[step].type == "join":
         join_inputs = [{"step": p.pathspec.split("/")[2], "pathspec": p.pathspec, "artifacts": artifacts(p),
-                        "frame": (frames(p) or [None])[-1]} for p in parents]
+                        "frame": (frames(p) or [{}])[-1] or None} for p in parents]
         params = {s.var for s in graph.flow.parameters}
         base = {k: v for k, v in join_inputs[0]["artifacts"].items() if k in params} if join_inputs else {}
         return SpinInputs(source, base, join_inputs, frames(task))
