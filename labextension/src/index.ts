@@ -112,7 +112,13 @@ class Bridge {
       }
       if (!node) {
         node = document.createElement('div');
-        cell.node.insertBefore(node, cell.node.firstChild);
+      }
+      // Above the input once the cell has rendered it; cells render lazily when scrolled to.
+      const input = cell.node.querySelector(':scope > .jp-Cell-inputWrapper');
+      if (input && node.nextSibling !== input) {
+        cell.node.insertBefore(node, input);
+      } else if (!input && !node.parentElement) {
+        cell.node.appendChild(node);
       }
       const { text, cls } = badge(header.name, this.state?.steps[header.name]);
       node.className = `fc-badge ${cls}`;
