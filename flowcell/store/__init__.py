@@ -1,0 +1,1 @@
+"""The datastore: content-addressed blobs (``blobs``, ``serialize``) and SQLite metadata (``metadata``)."""
