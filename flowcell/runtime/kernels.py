@@ -57,16 +57,23 @@ class ChildKernel:
 
     async def _wait_ready(self, timeout: float) -> None:
         """Wait for the kernel's first reply, failing fast if its process exits."""
-        ready = asyncio.ensure_future(self.kc.wait_for_ready(timeout=timeout))
-        try:
-            while not ready.done():
-                if not await self.is_alive():
-                    raise KernelDiedError(f"{self._death_message()} while starting; its log:\n{self.log_tail()}")
-                await asyncio.wait([ready], timeout=0.05)
-            ready.result()
-        finally:
-            if not ready.done():
-                ready.cancel()
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = asyncio.ensure_future(self.kc.wait_for_ready(timeout=max(1.0, deadline - time.monotonic())))
+            try:
+                while not ready.done():
+                    if not await self.is_alive():
+                        raise KernelDiedError(f"{self._death_message()} while starting; its log:\n{self.log_tail()}")
+                    await asyncio.wait([ready], timeout=0.05)
+                ready.result()
+                return
+            except RuntimeError:
+                # A missed heartbeat on a loaded machine reads as "died"; the process says otherwise.
+                if not await self.is_alive() or time.monotonic() > deadline:
+                    raise
+            finally:
+                if not ready.done():
+                    ready.cancel()
 
     async def is_alive(self) -> bool:
         return self.process.poll() is None
