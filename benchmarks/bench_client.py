@@ -56,7 +56,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="flowcell-client-"))
     os.environ.update(FLOWCELL_ROOT=str(work / ".flowcell"), FLOWCELL_USER="bench")
     from flowcell.client import Flow
-    from flowcell.runtime.runs import system_tags
+    from flowcell.config import system_tags
     from flowcell.store.metadata import MetadataStore
 
     meta = MetadataStore(work / ".flowcell")

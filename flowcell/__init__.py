@@ -34,7 +34,7 @@ environment = _decorator("environment")
 _LAZY = {
     "Flow": "client", "Run": "client", "Step": "client", "Task": "client", "DataArtifact": "client",
     "namespace": "client", "get_namespace": "client", "default_namespace": "client",
-    "inspect_spin": "client", "Runner": "runner", "FlowcellError": "errors", "get_cards": "cards",
+    "inspect_spin": "client", "Runner": "runner", "FlowcellError": "errors", "get_cards": "client",
     "browse": "widgets",
 }
 

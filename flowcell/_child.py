@@ -10,7 +10,6 @@ display message of a private MIME type, which the parent consumes and never show
 from __future__ import annotations
 
 import ast
-import json
 import linecache
 import os
 import sys
@@ -18,29 +17,17 @@ import time
 import traceback
 from typing import Any
 
+from . import cards as cards_mod
+from . import client
 from ._flowspec import ArtifactView, FlowInstance, Inputs
 from .current import current
+from .protocol import CARD_MIME, RESULT_MIME, CardSpec, CaughtException, CellCode, TaskError, TaskResult, TaskSpec
 from .store.blobs import BlobStore
 from .store.serialize import ArtifactRef, dump_artifact, load_artifact
 
-RESULT_MIME = "application/vnd.flowcell.result+json"
-CARD_MIME = "application/vnd.flowcell.card+json"
+# CaughtException is re-exported: artifacts pickled before it moved name flowcell._child.
+__all__ = ["CaughtException", "run_task"]
 _stores: dict[str, BlobStore] = {}
-
-
-class CaughtException:
-    """What ``@catch(var=...)`` stores: the exception's type, message and traceback."""
-
-    def __init__(self, ename: str, evalue: str, traceback_text: str) -> None:
-        self.type = ename
-        self.message = evalue
-        self.traceback = traceback_text
-
-    def __repr__(self) -> str:
-        return f"CaughtException({self.type}: {self.message})"
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
 
 
 def _store(root: str) -> BlobStore:
@@ -56,24 +43,24 @@ def _register_source(filename: str, text: str) -> None:
     linecache.cache[filename] = (len(text), None, lines, filename)
 
 
-def _compile_cell(source: str, filename: str, first_line: int, header: str, real_file: bool = False) -> Any:
-    if not real_file:  # a real file's lines are read from disk by the traceback
-        _register_source(filename, header + "\n" + source if first_line > 1 else source)
-    tree = ast.parse(source, filename)
-    ast.increment_lineno(tree, first_line - 1)
+def _compile_cell(cell: CellCode) -> Any:
+    if not cell.real_file:  # a real file's lines are read from disk by the traceback
+        _register_source(cell.filename, cell.header + "\n" + cell.source if cell.first_line > 1 else cell.source)
+    tree = ast.parse(cell.source, cell.filename)
+    ast.increment_lineno(tree, cell.first_line - 1)
     return tree
 
 
-def _step_function(spec: dict[str, Any], namespace: dict[str, Any]) -> Any:
-    cell = spec["step_cell"]
-    filename = cell["filename"]
-    tree = _compile_cell(cell["body"], filename, cell["first_line"], cell["header"], cell.get("real_file", False))
+def _step_function(spec: TaskSpec, namespace: dict[str, Any]) -> Any:
+    cell = spec.step_cell
+    filename = cell.filename
+    tree = _compile_cell(cell)
     args = [ast.arg(arg="self")]
-    if cell.get("join_arg"):
-        args.append(ast.arg(arg=cell["join_arg"]))
+    if cell.join_arg:
+        args.append(ast.arg(arg=cell.join_arg))
     extra: dict[str, Any] = {"type_params": []} if sys.version_info >= (3, 12) else {}
     fn = ast.FunctionDef(
-        name=spec["step"],
+        name=spec.step,
         args=ast.arguments(posonlyargs=[], args=args, kwonlyargs=[], kw_defaults=[], defaults=[]),
         body=tree.body or [ast.Pass()],
         decorator_list=[],
@@ -81,16 +68,16 @@ def _step_function(spec: dict[str, Any], namespace: dict[str, Any]) -> Any:
         **extra,
     )
     body = fn.body
-    fn.lineno, fn.col_offset = max(1, cell["first_line"] - 1), 0
-    fn.end_lineno = getattr(body[-1], "end_lineno", None) or cell["first_line"]
+    fn.lineno, fn.col_offset = max(1, cell.first_line - 1), 0
+    fn.end_lineno = getattr(body[-1], "end_lineno", None) or cell.first_line
     fn.end_col_offset = 0
     module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
     local: dict[str, Any] = {}
     exec(compile(module, filename, "exec"), namespace, local)
-    return local[spec["step"]]
+    return local[spec.step]
 
 
-def _format_error(exc: BaseException, cell_files: set[str]) -> dict[str, Any]:
+def _format_error(exc: BaseException, cell_files: set[str]) -> TaskError:
     """Traceback from the first frame in user code, coloured like IPython's."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename not in cell_files:
@@ -110,7 +97,7 @@ def _format_error(exc: BaseException, cell_files: set[str]) -> dict[str, Any]:
             line = walk.tb_lineno
         walk = walk.tb_next
     plain = "".join(traceback.format_exception(type(exc), exc, tb))
-    return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines, "text": plain, "line": line}
+    return TaskError(type(exc).__name__, str(exc), list(lines), plain, line)
 
 
 def _load(store: BlobStore) -> Any:
@@ -122,110 +109,97 @@ def _load(store: BlobStore) -> Any:
     return loader
 
 
-def _run(spec: dict[str, Any]) -> dict[str, Any]:
-    store = _store(spec["root"])
+def _run(spec: TaskSpec) -> TaskResult:
+    store = _store(spec.root)
     loader = _load(store)
-    namespace: dict[str, Any] = {"__name__": "__main__", "__file__": spec.get("file"), "__builtins__": __builtins__}
-    cell_files = {c["filename"] for c in spec["code_cells"]} | {spec["step_cell"]["filename"]}
+    namespace: dict[str, Any] = {"__name__": "__main__", "__file__": spec.file, "__builtins__": __builtins__}
+    cell_files = {c.filename for c in spec.code_cells} | {spec.step_cell.filename}
     env_before = dict(os.environ)
-    os.environ.update(spec.get("environment") or {})
-    if spec.get("cwd"):
-        os.chdir(spec["cwd"])
-    join_inputs = spec.get("join_inputs")
-    instance = FlowInstance(
-        spec["flow"], set(spec["steps"]), spec.get("inputs") or {}, loader, spec.get("foreach_stack") or []
-    )
+    os.environ.update(spec.environment)
+    if spec.cwd:
+        os.chdir(spec.cwd)
+    join_inputs = spec.join_inputs
+    instance = FlowInstance(spec.flow, set(spec.steps), spec.inputs, loader, spec.foreach_stack)
     cards = _card_collector(spec, instance)
     current._set(
-        flow_name=spec["flow"], run_id=spec.get("run_id"), origin_run_id=spec.get("origin_run_id"),
-        step_name=spec["step"], task_id=spec.get("task_id"), retry_count=spec.get("retry_count", 0),
-        namespace=spec.get("namespace"), username=spec.get("username"),
-        parameter_names=spec.get("parameter_names", []), tags=spec.get("tags", []),
-        is_running_flow=spec.get("run_id") is not None, card=cards,
+        flow_name=spec.flow, run_id=spec.run_id, origin_run_id=spec.origin_run_id,
+        step_name=spec.step, task_id=spec.task_id, retry_count=spec.retry_count,
+        namespace=spec.namespace, username=spec.username,
+        parameter_names=spec.parameter_names, tags=spec.tags,
+        is_running_flow=spec.run_id is not None, card=cards,
     )
-    from . import client
-
     # Client calls inside the step read the run's store, in the run's namespace.
-    client._state.update(namespace=spec.get("namespace"), root=spec.get("client_root"))
+    client.use_store(spec.client_root, spec.namespace)
     started = time.time()
+    error: TaskError | None = None
     try:
-        for cell in spec["code_cells"]:
-            tree = _compile_cell(cell["source"], cell["filename"], cell["first_line"], cell["header"],
-                                 cell.get("real_file", False))
-            exec(compile(tree, cell["filename"], "exec"), namespace)
+        for cell in spec.code_cells:
+            exec(compile(_compile_cell(cell), cell.filename, "exec"), namespace)
         fn = _step_function(spec, namespace)
         if join_inputs is not None:
-            views = [ArtifactView(i["step"], i["pathspec"], i["artifacts"], loader, i.get("frame")) for i in join_inputs]
+            views = [ArtifactView(i.step, i.pathspec, i.artifacts, loader, i.frame) for i in join_inputs]
             fn(instance, Inputs(views))
         else:
             fn(instance)
-        error = None
     except BaseException as exc:  # the step's own failure, reported to the parent
         error = _format_error(exc, cell_files)
-        if isinstance(exc, KeyboardInterrupt):
-            error["interrupted"] = True
+        error.interrupted = isinstance(exc, KeyboardInterrupt)
     finally:
         current._clear()
         os.environ.clear()
         os.environ.update(env_before)
-    result: dict[str, Any] = {"status": "ok", "duration": time.time() - started}
-    catch_var = spec.get("catch_var")
+    result = TaskResult(status="ok", duration=time.time() - started)
     if error is not None:
-        if not catch_var:
-            result.update(status="failed", error=error)
+        if not spec.catch_var:
+            result.status, result.error = "failed", error
             return result
-        instance.__dict__["_fc_values"][catch_var] = CaughtException(error["ename"], error["evalue"], error["text"])
-        result["caught"] = error
+        instance.__dict__["_fc_values"][spec.catch_var] = CaughtException(error.ename, error.evalue, error.text)
+        result.caught = error
     try:
-        result.update(_outputs(spec, instance, store, caught=error is not None))
-        result["cards"] = _render_cards(spec, instance, cards, store, result.get("artifacts", {}))
+        _outputs(spec, instance, store, result, caught=error is not None)
+        result.cards = _render_cards(spec, instance, cards, store, result.artifacts)
     except Exception as exc:
-        result.update(status="failed", error=_format_error(exc, cell_files))
+        result.status, result.error = "failed", _format_error(exc, cell_files)
     return result
 
 
-def _card_collector(spec: dict[str, Any], instance: FlowInstance) -> Any:
-    from IPython.display import publish_display_data
+def _card_collector(spec: TaskSpec, instance: FlowInstance) -> cards_mod.CardCollector:
+    from IPython.display import publish_display_data  # IPython is loaded in a kernel; kept lazy for tests
 
-    from .cards import CardCollector
-
-    def publish(collector: Any) -> None:
+    def publish(collector: cards_mod.CardCollector) -> None:
         html = _render_all(spec, instance, collector, None)
         publish_display_data({CARD_MIME: {"cards": html}})
 
-    return CardCollector(spec.get("cards") or [], publish)
+    return cards_mod.CardCollector([{"type": c.type, "id": c.id} for c in spec.cards], publish)
 
 
-def _render_all(spec: dict[str, Any], instance: FlowInstance, collector: Any,
+def _render_all(spec: TaskSpec, instance: FlowInstance, collector: cards_mod.CardCollector,
                 refs: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
-    from .cards import _MISSING, render_card
-
     out = []
     values = instance.__dict__["_fc_values"]
-    for deco in spec.get("cards") or []:
-        card_type = deco.get("type", "default")
+    for deco in spec.cards:
         artifacts = None
-        if card_type == "default" and refs is not None:
-            artifacts = [(name, ref.get("type", ""), int(ref.get("size", 0)), values.get(name, _MISSING))
+        if deco.type == "default" and refs is not None:
+            artifacts = [(name, ref.get("type", ""), int(ref.get("size", 0)), values.get(name, cards_mod.MISSING))
                          for name, ref in sorted(refs.items())]
-        components = list(collector.components(deco.get("id")))
-        if deco.get("id") and len(spec["cards"]) == 1:
+        components = list(collector.components(deco.id))
+        if deco.id and len(spec.cards) == 1:
             # With a single @card, current.card.append() goes to it, id or not (as in Metaflow).
             components += collector.components(None)
-        html = render_card(card_type, deco.get("id"), spec.get("pathspec") or spec["step"], components, artifacts)
-        out.append({"type": card_type, "id": deco.get("id"), "html": html})
+        html = cards_mod.render_card(deco.type, deco.id, spec.pathspec or spec.step, components, artifacts)
+        out.append({"type": deco.type, "id": deco.id, "html": html})
     return out
 
 
-def _render_cards(spec: dict[str, Any], instance: FlowInstance, collector: Any, store: BlobStore,
+def _render_cards(spec: TaskSpec, instance: FlowInstance, collector: cards_mod.CardCollector, store: BlobStore,
                   refs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Render each @card of the step to HTML and store it; return the references."""
     return [{"type": c["type"], "id": c["id"], "address": store.put(c["html"].encode())}
             for c in _render_all(spec, instance, collector, refs)]
 
 
-def _outputs(spec: dict[str, Any], instance: FlowInstance, store: BlobStore, caught: bool) -> dict[str, Any]:
-    """Persist what the step set or touched; pass the rest on by reference."""
+def _outputs(spec: TaskSpec, instance: FlowInstance, store: BlobStore, out: TaskResult, caught: bool) -> None:
+    """Persist what the step set or touched; pass the rest on by reference (fills ``out``)."""
     d = instance.__dict__
     refs: dict[str, dict[str, Any]] = d["_fc_refs"]
     values: dict[str, Any] = d["_fc_values"]
@@ -236,67 +210,76 @@ def _outputs(spec: dict[str, Any], instance: FlowInstance, store: BlobStore, cau
         if name not in d["_fc_deleted"] and name not in values:
             outputs[name] = ref
     for name, value in values.items():
-        ref = dump_artifact(store, name, value, step=spec["step"]).to_json()
+        ref = dump_artifact(store, name, value, step=spec.step).to_json()
         outputs[name] = ref
         old = refs.get(name)
         if old is None:
             created.append(name)
         elif old.get("address") != ref.get("address"):
             changed.append(name)
-    node = spec["node"]
+    node = spec.node
     transition = d["_fc_next"]
-    out: dict[str, Any] = {"artifacts": outputs, "created": created, "changed": changed,
-                           "deleted": sorted(d["_fc_deleted"] & set(refs))}
-    if node["type"] == "end":
-        return out
+    num_splits, switch_value = _check_transition(spec, instance, transition, caught)
+    out.artifacts, out.created, out.changed = outputs, created, changed
+    out.deleted = sorted(d["_fc_deleted"] & set(refs))
+    if node.type != "end":
+        out.num_splits, out.switch_value = num_splits, switch_value
+
+
+def _check_transition(spec: TaskSpec, instance: FlowInstance, transition: dict[str, Any] | None,
+                      caught: bool) -> tuple[int | None, Any]:
+    """The step's ``self.next`` against its cell; the foreach's split count or the switch's value."""
+    node = spec.node
+    if node.type == "end":
+        return None, None
     if transition is None:
         if not caught:
             raise RuntimeError(
-                f"Step {spec['step']} finished without calling self.next(); end it with self.next(self.<step>)."
+                f"Step {spec.step} finished without calling self.next(); end it with self.next(self.<step>)."
             )
-        transition = {"steps": node["out_funcs"], "foreach": node.get("foreach_param"),
-                      "condition": node.get("condition"), "cases": node.get("switch_cases", {})}
-    if transition["steps"] != node["out_funcs"] and not transition["cases"]:
+        transition = {"steps": node.out_funcs, "foreach": node.foreach_param,
+                      "condition": node.condition, "cases": node.switch_cases}
+    if transition["steps"] != node.out_funcs and not transition["cases"]:
         raise RuntimeError(
-            f"Step {spec['step']} called self.next({', '.join('self.' + s for s in transition['steps'])}) "
-            f"but its cell says {', '.join('self.' + s for s in node['out_funcs'])}; the transition must be the "
+            f"Step {spec.step} called self.next({', '.join('self.' + s for s in transition['steps'])}) "
+            f"but its cell says {', '.join('self.' + s for s in node.out_funcs)}; the transition must be the "
             "same every time the step runs."
         )
-    if node["type"] == "foreach":
-        items = getattr(instance, node["foreach_param"])
+    if node.type == "foreach":
+        param = node.foreach_param or ""
+        items = getattr(instance, param)
         try:
             count = len(items)
         except TypeError:
             raise TypeError(
-                f"foreach={node['foreach_param']!r} in step {spec['step']} must be a list or other sized "
+                f"foreach={param!r} in step {spec.step} must be a list or other sized "
                 f"collection, not {type(items).__name__}."
             ) from None
         if count == 0:
             raise ValueError(
-                f"Foreach over {node['foreach_param']!r} in step {spec['step']} produced zero splits; "
+                f"Foreach over {param!r} in step {spec.step} produced zero splits; "
                 "the list must have at least one item."
             )
-        out["num_splits"] = count
-    elif node["type"] == "split-switch":
-        value = getattr(instance, node["condition"])
-        if value not in node["switch_cases"]:
+        return count, None
+    if node.type == "split-switch":
+        value = getattr(instance, node.condition or "")
+        if value not in node.switch_cases:
             raise ValueError(
-                f"Condition {node['condition']!r} of step {spec['step']} is {value!r}, which matches no case; "
-                f"expected one of {sorted(node['switch_cases'])}."
+                f"Condition {node.condition!r} of step {spec.step} is {value!r}, which matches no case; "
+                f"expected one of {sorted(node.switch_cases)}."
             )
-        out["switch_value"] = value
-    return out
+        return None, value
+    return None, None
 
 
 def run_task(spec_json: str) -> None:
     """Entry point called by the parent; publishes the result as display data."""
-    from IPython.display import publish_display_data
+    from IPython.display import publish_display_data  # IPython is loaded in a kernel; kept lazy for tests
 
-    spec = json.loads(spec_json)
     try:
-        result = _run(spec)
+        result = _run(TaskSpec.from_json(spec_json))
     except BaseException as exc:  # a failure of the driver itself
-        result = {"status": "failed", "error": _format_error(exc, set())}
+        result = TaskResult(status="failed", error=_format_error(exc, set()))
     sys.stdout.flush()
     sys.stderr.flush()
-    publish_display_data({RESULT_MIME: result})
+    publish_display_data({RESULT_MIME: result.to_dict()})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import FlowcellError
+from .errors import FlowcellError, MergeArtifactsError
 
 #: Names of FlowSpec's API; a step may not overwrite them.
 RESERVED = frozenset(
@@ -30,10 +30,6 @@ class StepRef:
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
-
-
-class MergeArtifactsError(FlowcellError):
-    """``merge_artifacts`` found artifacts whose values differ between inputs."""
 
 
 class ArtifactView:

@@ -237,31 +237,12 @@ class _Missing:
 
 
 _MISSING = _Missing()
+#: Stands for an artifact passed through by reference (not loaded), in the default card.
+MISSING = _MISSING
 
 
-class Card:
-    """A stored card: ``.html``; shows itself inline in a notebook."""
+def get_cards(task: Any, type: str | None = None, id: str | None = None) -> list[Any]:
+    """The cards stored with a task (a ``Task`` or its pathspec); ``Task.cards`` filtered by type or id."""
+    from .client import get_cards as client_get_cards  # the Client loads only when cards are read
 
-    def __init__(self, pathspec: str, card_type: str, card_id: str | None, html_text: str) -> None:
-        self.pathspec, self.type, self.id, self.html = pathspec, card_type, card_id, html_text
-
-    def _repr_html_(self) -> str:
-        # An iframe keeps the card's styles from leaking into the notebook.
-        return (f"<iframe srcdoc=\"{html.escape(self.html, quote=True)}\" style='width:100%;height:420px;"
-                "border:1px solid #d0d7de;border-radius:6px'></iframe>")
-
-    def __repr__(self) -> str:
-        return f"<Card {self.type}{'/' + self.id if self.id else ''} of {self.pathspec}>"
-
-
-def get_cards(task: Any, type: str | None = None, id: str | None = None) -> list[Card]:
-    """The cards stored with a task (a ``Task`` or its pathspec)."""
-    from .client import Task, _stores_for
-
-    if isinstance(task, str):
-        task = Task(task)
-    record = task._record
-    entries = (record.transition or {}).get("cards", [])
-    _, blobs = _stores_for(task._root)
-    cards = [Card(task.pathspec, e["type"], e.get("id"), blobs.get(e["address"]).decode()) for e in entries]
-    return [c for c in cards if (type is None or c.type == type) and (id is None or c.id == id)]
+    return client_get_cards(task, type=type, id=id)

@@ -7,32 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import FlowcellError
-
-def split_params(
-    argv: list[str], known_with_value: set[str], known_flags: frozenset[str] = frozenset({"--quiet", "--json"})
-) -> tuple[dict[str, str], list[str]]:
-    """Separate ``--PARAM VALUE`` pairs (any flag that is not a known option) from the rest."""
-    params: dict[str, str] = {}
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        name, eq, inline = arg.partition("=")
-        if arg.startswith("--") and name not in known_with_value and name not in known_flags | {"--help"}:
-            if eq:
-                params[name[2:]] = inline
-                i += 1
-                continue
-            if i + 1 >= len(argv):
-                raise FlowcellError(f"Parameter {arg} needs a value, e.g. {arg} 0.5.")
-            params[name[2:]] = argv[i + 1]
-            i += 2
-            continue
-        rest.append(arg)
-        i += 1
-    return params, rest
-
+from .errors import FlowcellError, StepFailed
+from .options import split_params
 
 def _emit_json(payload: dict[str, Any]) -> None:
     import json
@@ -44,13 +20,13 @@ def _run_summary(result: Any) -> dict[str, Any]:
     """One machine-readable result for a run or resume (``--json``)."""
     from .client import Run
 
-    run = Run(result.pathspec, _check_namespace=False, _root=Path(result.root))
+    run = Run._open(result.pathspec, result.root)
     error = None
-    for done in result.failures:
-        err = (done.outcome.error if done.outcome else None) or {}
-        error = {"pathspec": done.pathspec, "type": err.get("ename"), "message": err.get("evalue"),
-                 "line": err.get("line")}
-        break
+    if result.failures:
+        first = result.failures[0]
+        failed = StepFailed.of(first.pathspec, first.outcome.error if first.outcome else None)
+        error = {"pathspec": failed.pathspec, "type": failed.ename, "message": failed.evalue,
+                 "line": failed.detail.get("line")}
     end = run.end_task
     return {"status": result.status, "pathspec": result.pathspec, "origin": run.origin_pathspec,
             "artifacts": sorted(a.id for a in end.artifacts) if end else [], "error": error}
@@ -72,8 +48,7 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
         parser.add_argument("step", nargs="?", help="step to resume from (default: the first failed step)")
         parser.add_argument("--origin-run-id", help="run to resume (default: the latest)")
     _common(parser)
-    params, rest = split_params(argv, {"--tag", "--max-workers", "--run-id-file", "--origin-run-id",
-                                       "--namespace"})
+    params, rest = split_params(argv)
     args = parser.parse_args(rest)
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
@@ -135,18 +110,12 @@ def cmd_spin(argv: list[str]) -> int:
     try:
         from .progress import ConsoleProgress
         from .runner import load_flow
-        from .runtime.spin import Spinner, load_artifacts_module, parse_artifacts_expr, parse_pathspec
+        from .options import spin_overrides, spin_target
+        from .runtime.spin import Spinner
 
         flow = load_flow(args.notebook)
-        pathspec = args.target[-1]
-        _, step, _ = parse_pathspec(flow.name, pathspec)
-        if len(args.target) == 2 and args.target[0] != step:
-            raise FlowcellError(f"Step {args.target[0]!r} does not match pathspec {pathspec!r}.")
-        overrides: dict[str, Any] = {}
-        if args.artifacts_module:
-            overrides.update(load_artifacts_module(args.artifacts_module))
-        if args.artifacts:
-            overrides.update(parse_artifacts_expr(args.artifacts))
+        step, pathspec = spin_target(flow.name, args.target)
+        overrides = spin_overrides(args.artifacts_module, args.artifacts)
         printer = ConsoleProgress(quiet=True)
 
         def observer(kind: str, payload: dict[str, Any]) -> None:
@@ -154,7 +123,7 @@ def cmd_spin(argv: list[str]) -> int:
                 (sys.stdout if payload["name"] == "stdout" else sys.stderr).write(payload["text"])
             printer(kind, payload)
 
-        result = Spinner(runtime).spin(flow, step or "", pathspec if "/" in pathspec else None, overrides,
+        result = Spinner(runtime).spin(flow, step, pathspec, overrides,
                                        persist=args.persist, skip_decorators=args.skip_decorators,
                                        observer=observer, from_metaflow=args.from_metaflow)
     finally:
@@ -167,11 +136,9 @@ def cmd_spin(argv: list[str]) -> int:
               f"{', '.join(summary['created']) or '-'}; changed: {', '.join(summary['changed']) or '-'}",
               file=sys.stderr)
         if not result.successful and result.outcome and result.outcome.error:
-            for line in result.outcome.error.get("traceback") or []:
+            for line in StepFailed.of(result.pathspec or step, result.outcome.error).traceback:
                 print(line, file=sys.stderr)
     return 0 if result.successful else 1
-
-
 
 
 def cmd_tag(argv: list[str]) -> int:
@@ -252,7 +219,39 @@ def cmd_card(argv: list[str]) -> int:
     return 0
 
 
-USAGE = """usage: flowcell COMMAND ...
+def cmd_info(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flowcell info", description="Show the store in use and who you are.")
+    parser.add_argument("notebook", nargs="?", help="find the store for this notebook or flow file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = parser.parse_args(argv)
+    from . import config
+    from ._version import __version__
+
+    root = config.find_store_root(args.notebook)
+    info: dict[str, Any] = {
+        "store": str(root), "found_by": config.root_reason(args.notebook), "exists": config.has_store(root),
+        "user": config.username(), "namespace": config.default_namespace(), "version": __version__,
+    }
+    if info["exists"]:
+        from .store.metadata import MetadataStore
+
+        meta = MetadataStore(root)
+        try:
+            info["flows"] = meta.flows()
+        finally:
+            meta.close()
+    if args.json:
+        _emit_json(info)
+        return 0
+    state = "" if info["exists"] else " (nothing recorded yet)"
+    print(f"store:     {root}{state}\n           chosen as {info['found_by']}")
+    if info.get("flows"):
+        print(f"flows:     {', '.join(info['flows'])}")
+    print(f"user:      {info['user']}\nnamespace: {info['namespace']}\nflowcell:  {__version__}")
+    return 0
+
+
+USAGE = """usage: flowcell [--root DIR] COMMAND ...
 
   run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] [--run-id-file F] [--json]
       run a notebook's flow (or a Metaflow flow.py) as a recorded run
@@ -267,15 +266,47 @@ USAGE = """usage: flowcell COMMAND ...
   import FLOW.py [-o flow.ipynb]
       turn a Metaflow flow.py into a notebook of %%flow and %%step cells
   card view PATHSPEC [--out FILE]
-      write a task's card (self-contained HTML) to FILE"""
+      write a task's card (self-contained HTML) to FILE
+  info [NOTEBOOK] [--json]
+      show the store in use (and why), the user and the default namespace
+
+  --root DIR (anywhere on the line) uses the store at DIR, like FLOWCELL_ROOT=DIR. Without
+  it the store is found the way git finds .git: the nearest .flowcell/ in the notebook's
+  folder or a parent, else a new one at the top of the git work tree."""
 
 
 COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag, "export": cmd_export, "card": cmd_card,
-            "import": cmd_import}
+            "import": cmd_import, "info": cmd_info}
+
+
+def _take_root(argv: list[str]) -> list[str]:
+    """``--root DIR`` anywhere on the line: the store every command reads and writes."""
+    import os
+
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        name, eq, value = argv[i].partition("=")
+        if name == "--root":
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise FlowcellError("--root needs a directory, e.g. --root ./.flowcell.")
+                value = argv[i + 1]
+                i += 1
+            os.environ["FLOWCELL_ROOT"] = str(Path(value).expanduser().resolve())
+        else:
+            rest.append(argv[i])
+        i += 1
+    return rest
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _take_root(argv)
+    except FlowcellError as exc:
+        print(f"flowcell: {exc}", file=sys.stderr)
+        return 2
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

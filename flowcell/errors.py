@@ -7,7 +7,10 @@ step runs in a child kernel carry the child's own traceback and render it throug
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for annotations only: protocol imports nothing, errors stays import-free
+    from .protocol import TaskError
 
 
 class FlowcellError(Exception):
@@ -33,6 +36,22 @@ class InvalidNameError(FlowcellError):
 
 class ParameterError(FlowcellError):
     """An unknown parameter, a missing required one, or a value of the wrong type."""
+
+
+class TagLimitError(InvalidNameError):
+    """Too many user tags on one run."""
+
+
+class ExportError(FlowcellError):
+    """The notebook cannot be exported faithfully; the message names the cell."""
+
+
+class FlowImportError(FlowSyntaxError):
+    """The file is not a Metaflow flow flowcell can read; the message says why."""
+
+
+class MergeArtifactsError(FlowcellError):
+    """``merge_artifacts`` found artifacts whose values differ between inputs."""
 
 
 class StoreError(FlowcellError):
@@ -95,6 +114,14 @@ class StepFailed(FlowcellError):
         self.evalue = evalue
         self.traceback = list(traceback or [])
         self.detail = detail or {}
+
+    @classmethod
+    def of(cls, pathspec: str, error: TaskError | None, note: str | None = None) -> StepFailed:
+        """The error a user sees for a failed task, in the notebook, the shell, a spin or a run."""
+        if error is None:
+            return cls(pathspec, "FlowcellError", "the task failed without reporting an error")
+        lines = ([note] if note else []) + list(error.traceback)
+        return cls(pathspec, error.ename, error.evalue, lines, {"line": error.line})
 
     def _render_traceback_(self) -> list[str]:
         return [f"Step {self.pathspec} failed:", *self.traceback]

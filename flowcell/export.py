@@ -15,10 +15,10 @@ import io
 import tokenize
 from pathlib import Path
 
-from .errors import FlowcellError
+from .errors import ExportError, FlowcellError
 from .graph import FlowGraph
+from .lint import prepare
 from .model import CodeCell, FlowSource, StepCell, find_parameters
-from .runtime.runs import prepare
 
 #: Metaflow 2.19's step decorators (``metaflow.plugins``), importable from ``metaflow``.
 METAFLOW_STEP_DECORATORS = frozenset({
@@ -28,10 +28,6 @@ METAFLOW_STEP_DECORATORS = frozenset({
 METAFLOW_FLOW_DECORATORS = frozenset({
     "schedule", "project", "trigger", "trigger_on_finish", "pypi_base", "conda_base", "exit_hook",
 })
-
-
-class ExportError(FlowcellError):
-    """The notebook cannot be exported faithfully; the message names the cell."""
 
 
 def indent(source: str, prefix: str) -> str:

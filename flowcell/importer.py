@@ -13,7 +13,7 @@ import ast
 import textwrap
 from pathlib import Path
 
-from .errors import FlowSyntaxError
+from .errors import FlowImportError, FlowSyntaxError
 from .model import PARAMETER_KINDS, CodeCell, FlowSource, StepCell, parse_decorator
 
 #: Names ``from metaflow import ...`` that flowcell provides under the same name.
@@ -23,10 +23,6 @@ FLOWCELL_NAMES = frozenset({
 })
 #: Names only needed to write a flow file; the notebook's magics stand in for them.
 NOTEBOOK_IMPLICIT = frozenset({"FlowSpec", "step"})
-
-
-class FlowImportError(FlowSyntaxError):
-    """The file is not a Metaflow flow flowcell can read; the message says why."""
 
 
 def _is_flowspec(node: ast.ClassDef) -> bool:

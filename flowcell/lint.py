@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable
 
 from .errors import LintError
-from .graph import FlowGraph, StepNode
+from .graph import FlowGraph, StepNode, build_graph
+from .model import FlowSource
 
 RESERVED_STEP_NAMES = frozenset({"name", "next", "input", "index", "cmd", "foreach_stack", "merge_artifacts"})
 
@@ -215,3 +216,10 @@ def lint(graph: FlowGraph) -> None:
     """Raise :class:`LintError` for the first structural problem of ``graph``."""
     for check in CHECKS:
         check(graph)
+
+
+def prepare(flow: FlowSource) -> FlowGraph:
+    """Build and lint the graph; raises before anything is recorded."""
+    graph = build_graph(flow)
+    lint(graph)
+    return graph

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from traitlets import Bool, Int
 
-from .errors import FlowcellError, LintError, RunFailed, StepFailed
-from .model import CodeCell, FlowSource, StepCell, flow_name_from_path, parse_flow_line, parse_step_line
-
-
-@dataclass
-class _Registered:
-    key: str
-    kind: str
-    cell: CodeCell | StepCell
-
+from .cells import CellRegistry
+from .errors import FlowcellError, RunFailed, StepFailed
+from .model import CodeCell, FlowSource, StepCell, parse_flow_line, parse_step_line
 
 @magics_class
 class FlowcellMagics(Magics):
@@ -38,13 +30,11 @@ class FlowcellMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self._cells: list[_Registered] = []
-        self._flow_name: str | None = None
+        self.cells = CellRegistry()
         self._cell_id: str | None = None
         self._runtime: Any = None
         self._notified_decorators: set[str] = set()
         self._spinner: Any = None
-        self._flow_decorators: list[str] = []
         self._graph_handle: Any = None
         self._force_spin = False
         from .labcomm import LabBridge
@@ -85,31 +75,9 @@ class FlowcellMagics(Magics):
                 return str(Path(str(candidate)).resolve())
         return None
 
-    def _register(self, kind: str, key: str, cell: CodeCell | StepCell) -> None:
-        cell_key = self._cell_id
-        kept = []
-        for reg in self._cells:
-            same_cell = cell_key is not None and reg.key.startswith(f"cell:{cell_key}:")
-            if same_cell or (reg.kind == kind and reg.key.split(":", 2)[-1] == key.split(":", 2)[-1] and kind == "step"):
-                continue
-            if kind == "flow" and cell_key is None and isinstance(reg.cell, CodeCell) \
-                    and isinstance(cell, CodeCell) and reg.cell.source == cell.source:
-                continue
-            kept.append(reg)
-        kept.append(_Registered(f"cell:{cell_key}:{key}", kind, cell))
-        self._cells = kept
-
     def current_flow(self) -> FlowSource:
         """The flow as registered so far, in the order the cells were run."""
-        path = self._notebook_path()
-        name = self._flow_name or (flow_name_from_path(path) if path else "NotebookFlow")
-        flow = FlowSource(name=name, path=path, flow_decorators=list(self._flow_decorators))
-        for reg in self._cells:
-            if isinstance(reg.cell, StepCell):
-                flow.steps[reg.cell.name] = reg.cell
-            else:
-                flow.code_cells.append(reg.cell)
-        return flow
+        return self.cells.flow(self._notebook_path())
 
     # -- cell magics ---------------------------------------------------------------
 
@@ -120,15 +88,15 @@ class FlowcellMagics(Magics):
         label = self._label()
         try:
             name, flow_decorators = parse_flow_line(line, label)
-            self._flow_decorators += [d for d in flow_decorators if d not in self._flow_decorators]
+            self.cells.flow_decorators += [d for d in flow_decorators if d not in self.cells.flow_decorators]
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        if name and self._flow_name and name != self._flow_name:
+        if name and self.cells.flow_name and name != self.cells.flow_name:
             raise UsageError(
-                f"This notebook's flow is already named {self._flow_name!r}; a %%flow cell may repeat that "
+                f"This notebook's flow is already named {self.cells.flow_name!r}; a %%flow cell may repeat that "
                 "name or give none. Restart the kernel to start a different flow."
             )
-        self._flow_name = self._flow_name or name
+        self.cells.flow_name = self.cells.flow_name or name
         code = CodeCell(source=cell, label=label)
         from .model import find_parameters
 
@@ -137,7 +105,7 @@ class FlowcellMagics(Magics):
             compile(cell, label, "exec")
         except (FlowcellError, SyntaxError) as exc:
             raise UsageError(str(exc)) from None
-        self._register("flow", f"flow:{hash(cell)}", code)
+        self.cells.register("flow", f"flow:{hash(cell)}", code, self._cell_id)
         if params:
             print(f"Flow {self.current_flow().name}: parameters {', '.join(p.name for p in params)}")
 
@@ -157,7 +125,7 @@ class FlowcellMagics(Magics):
             build_graph(probe)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        self._register("step", f"step:{name}", step)
+        self.cells.register("step", f"step:{name}", step, self._cell_id)
         passthrough = [d.name for d in decorators if not d.is_local and d.name not in self._notified_decorators]
         if passthrough:
             self._notified_decorators.update(passthrough)
@@ -211,10 +179,9 @@ class FlowcellMagics(Magics):
             raise UsageError(f"Spin of {step!r} interrupted.") from None
         outcome = result.outcome
         self.bridge.set_status(step, result.status)
-        if not result.successful:
-            err = (outcome.error if outcome else None) or {}
-            raise StepFailed(result.pathspec or step, str(err.get("ename")), str(err.get("evalue")),
-                             [f"(inputs from {result.inputs_from})", *(err.get("traceback") or [])])
+        if not result.successful or outcome is None:
+            raise StepFailed.of(result.pathspec or step, outcome.error if outcome else None,
+                                f"(inputs from {result.inputs_from})")
         parts = []
         for label, names in (("created", outcome.created), ("changed", outcome.changed),
                              ("deleted", outcome.deleted)):
@@ -230,13 +197,12 @@ class FlowcellMagics(Magics):
         """The task's artifacts widget and its cards, in the cell."""
         from IPython.display import display
 
-        from .cards import get_cards
         from .widgets import ArtifactsView
 
         if getattr(self.shell, "kernel", None) is None:
             return  # terminal IPython: the printed summary is the view
         display(ArtifactsView(task, created, changed))
-        for card in get_cards(task):
+        for card in task.cards:
             display(card)
 
     def _redraw_graph(self) -> None:
@@ -250,8 +216,8 @@ class FlowcellMagics(Magics):
         flow = self.current_flow()
         graph = build_graph(flow)
         statuses = {**step_statuses(flow.name)}
-        for name, spin in (self._spinner.session.items() if self._spinner else []):
-            statuses.setdefault(name, spin.status)
+        for name in (self._spinner.session if self._spinner else {}):
+            statuses.setdefault(name, "completed")  # the session keeps successful spins only
         svg = flow_graph_svg(graph, statuses)
         text = " -> ".join(graph.sorted_nodes())
         return {"image/svg+xml": svg, "text/plain": f"{flow.name}: {text}"}
@@ -292,7 +258,7 @@ class FlowcellMagics(Magics):
         """%spin [STEP] PATHSPEC [--artifacts-module FILE] [--artifacts DICT] [--persist] [--skip-decorators]"""
         import argparse
 
-        from .runtime.spin import load_artifacts_module, parse_artifacts_expr, parse_pathspec
+        from .options import spin_overrides, spin_target
 
         parser = argparse.ArgumentParser(prog="%spin", add_help=False, exit_on_error=False)
         parser.add_argument("target", nargs="+")
@@ -305,34 +271,23 @@ class FlowcellMagics(Magics):
             args = parser.parse_args(shlex.split(line))
         except (argparse.ArgumentError, SystemExit) as exc:
             raise UsageError(f"%spin: {exc}. Usage: %spin STEP or %spin RUN/STEP[/TASK] [--persist] ...") from None
-        if len(args.target) > 2:
-            raise UsageError("%spin takes a step and/or a pathspec, e.g. %spin train or %spin 3/train/5.")
         flow = self.current_flow()
         try:
-            pathspec = args.target[-1]
-            _, step, _ = parse_pathspec(flow.name, pathspec)
-            if len(args.target) == 2:
-                if args.target[0] != step:
-                    raise FlowcellError(f"Step {args.target[0]!r} does not match pathspec {pathspec!r}.")
-            overrides: dict[str, Any] = {}
-            if args.artifacts_module:
-                overrides.update(load_artifacts_module(args.artifacts_module))
-            if args.artifacts:
-                overrides.update(parse_artifacts_expr(args.artifacts, self.shell.user_ns if self.shell else {}))
+            step, pathspec = spin_target(flow.name, args.target)
+            overrides = spin_overrides(args.artifacts_module, args.artifacts, self.shell.user_ns if self.shell else {})
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        return self._spin_and_show(step or "", pathspec if "/" in pathspec else None, overrides, args.persist,
+        return self._spin_and_show(step, pathspec, overrides, args.persist,
                                    args.skip_decorators, from_metaflow=args.from_metaflow)
 
     def _parse_run_line(self, prog: str, line: str, with_step: bool) -> tuple[dict[str, str], Any]:
         """``--PARAM VALUE`` pairs and the known options of %run_flow / %resume."""
         import argparse
 
-        from .cli import split_params
+        from .options import split_params
 
         try:
-            params, rest = split_params(shlex.split(line), {"--tag", "--max-workers", "--run-id-file",
-                                                             "--namespace", "--origin-run-id"})
+            params, rest = split_params(shlex.split(line))
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         parser = argparse.ArgumentParser(prog=prog, add_help=False, exit_on_error=False)
@@ -385,16 +340,12 @@ class FlowcellMagics(Magics):
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             raise UsageError("Run interrupted: its tasks were stopped and the run was marked failed.") from None
-        run = Run(result.pathspec, _check_namespace=False, _root=Path(result.root))
+        run = Run._open(result.pathspec, result.root)
         self.bridge.statuses.clear()  # the run is now every step's latest status
         self.bridge.push()
         if result.status != "completed":
-            failure = None
-            for done in result.failures:
-                err = (done.outcome.error if done.outcome else None) or {}
-                failure = StepFailed(done.pathspec, str(err.get("ename")), str(err.get("evalue")),
-                                     err.get("traceback"))
-                break
+            first = result.failures[0] if result.failures else None
+            failure = StepFailed.of(first.pathspec, first.outcome.error if first.outcome else None) if first else None
             self._redraw_graph()
             raise RunFailed(f"Run {result.pathspec} failed; `%resume` re-runs it from the failed step.",
                             run=run, failure=failure)
@@ -405,12 +356,10 @@ class FlowcellMagics(Magics):
     def _show_cards(self, run: Any) -> None:
         from IPython.display import display
 
-        from .cards import get_cards
-
         shown = 0
         for step in reversed(run.steps()):
             for task in step.tasks():
-                for card in get_cards(task):
+                for card in task.cards:
                     if shown < 10:
                         display(card)
                     shown += 1
@@ -455,8 +404,11 @@ class FlowcellMagics(Magics):
             print(f"autospin {'on' if self.autospin else 'off'}")
             return
         if parts[:1] == ["status"]:
+            from . import config
+
             flow = self.current_flow()
             print(f"flow {flow.name}: {len(flow.code_cells)} %%flow cell(s), steps: {', '.join(flow.steps) or 'none'}")
+            print(f"store: {config.find_store_root(flow.path)} ({config.root_reason(flow.path)})")
             return
         raise UsageError("Usage: %flowcell autospin on|off, or %flowcell status")
 

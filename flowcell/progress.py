@@ -138,7 +138,7 @@ class NotebookProgress:
             publish_display_data(p["data"], p.get("metadata") or {})
         elif kind == "card":
             # A live card (current.card.refresh()): one display per task, updated in place.
-            from .cards import Card
+            from .client.task import Card
 
             bundle = {"text/html": "".join(Card(p["pathspec"], c["type"], c["id"], c["html"])._repr_html_()
                                            for c in p["cards"]),

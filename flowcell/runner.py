@@ -69,7 +69,7 @@ class ExecutingRun:
     def run(self) -> Any:
         from .client import Run
 
-        return Run(self.pathspec, _check_namespace=False, _root=Path(self._result.root))
+        return Run._open(self.pathspec, self._result.root)
 
     @property
     def successful(self) -> bool:
@@ -106,15 +106,13 @@ class Runner:
              skip_decorators: bool = False, artifacts_module: str | None = None,
              from_metaflow: str | None = None) -> _Result[Any]:
         """Spin one step; ``pathspec`` is ``STEP`` or any of Metaflow's longer forms."""
-        from .runtime.spin import Spinner, load_artifacts_module, parse_pathspec
+        from .options import spin_overrides, spin_target
+        from .runtime.spin import Spinner
 
         if self._spinner is None:
             self._spinner = Spinner(shared_runtime())
-        _, step, _ = parse_pathspec(self.flow.name, pathspec)
-        if step is None:
-            raise FlowcellError(f"{pathspec!r} names no step.")
-        overrides = dict(load_artifacts_module(artifacts_module)) if artifacts_module else {}
-        overrides.update(artifacts or {})
-        result = self._spinner.spin(self.flow, step, pathspec if "/" in pathspec else None, overrides,
+        step, target = spin_target(self.flow.name, [pathspec])
+        overrides = spin_overrides(artifacts_module, artifacts)
+        result = self._spinner.spin(self.flow, step, target, overrides,
                                     persist=persist, skip_decorators=skip_decorators, from_metaflow=from_metaflow)
         return _Result(result)

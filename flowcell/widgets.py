@@ -307,9 +307,9 @@ def compare_runs_html(a: Any, b: Any) -> str:
 def browse(flow: str | None = None, namespace: Any = ..., tags: tuple[str, ...] = ()) -> RunBrowser:
     """``flowcell.browse("MyFlow")``: the run browser."""
     if flow is None:
-        from .client import _stores_for
+        from .client.context import stores_for
 
-        meta, _ = _stores_for()
+        meta, _ = stores_for()
         flows = meta.flows()
         if not flows:
             from .errors import NotFoundError

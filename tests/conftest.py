@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own store, user and working directory."""
     root = tmp_path / ".flowcell"
     monkeypatch.setenv("FLOWCELL_ROOT", str(root))
@@ -22,11 +23,11 @@ def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("FLOWCELL_PRODUCTION_TOKEN", raising=False)
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
     monkeypatch.chdir(tmp_path)
-    from flowcell import client
+    from flowcell.client import context
 
-    monkeypatch.setattr(client, "_state", {"namespace": client._UNSET, "root": None})
-    monkeypatch.setattr(client, "_stores", {})
-    return root
+    context.reset()
+    yield root
+    context.reset()
 
 
 @pytest.fixture(scope="session")

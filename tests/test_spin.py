@@ -166,7 +166,7 @@ def test_spin_errors(train_nb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
         Runner(train_nb).spin("train", artifacts_module=str(tmp_path / "broken.py"))
     with pytest.raises(FlowcellError, match="does not exist"):
         Runner(train_nb).spin("train", artifacts_module=str(tmp_path / "missing.py"))
-    from flowcell.runtime.spin import parse_artifacts_expr
+    from flowcell.options import parse_artifacts_expr
 
     with pytest.raises(FlowcellError, match="must be a dict"):
         parse_artifacts_expr("[1, 2]")

@@ -2,69 +2,22 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import parameters as params_mod
-from .._version import __version__
-from ..errors import FlowcellError, InvalidNameError
-from ..graph import FlowGraph, build_graph
-from ..lint import lint
+from ..config import check_tags, default_namespace, find_store_root, has_store, system_tags, username
+from ..errors import FlowcellError
+from ..graph import FlowGraph
+from ..lint import prepare
 from ..model import FlowSource
 from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore, RunRecord
 from ..store.serialize import dump_artifact
 from .engine import Observer, Runtime
 from .scheduler import Done, Pending, RunContext, Scheduler, stack_key
-
-#: Metaflow's limits on user tags.
-MAX_TAG_LENGTH = 500
-MAX_USER_TAGS = 50
-
-
-def store_root() -> Path:
-    """``$FLOWCELL_ROOT`` or ``.flowcell`` in the working directory."""
-    return Path(os.environ.get("FLOWCELL_ROOT") or ".flowcell").resolve()
-
-
-def username() -> str:
-    return os.environ.get("FLOWCELL_USER") or os.environ.get("USER") or getpass.getuser()
-
-
-def default_namespace() -> str:
-    token = os.environ.get("FLOWCELL_PRODUCTION_TOKEN")
-    return f"production:{token}" if token else f"user:{username()}"
-
-
-def system_tags(user: str) -> list[str]:
-    token = os.environ.get("FLOWCELL_PRODUCTION_TOKEN")
-    return ([f"production:{token}"] if token else []) + [
-        f"user:{user}",
-        "runtime:flowcell",
-        f"python_version:{platform.python_version()}",
-        f"flowcell_version:{__version__}",
-        f"date:{time.strftime('%Y%m%d')}",
-    ]
-
-
-def check_tags(tags: list[str]) -> list[str]:
-    """Metaflow's rules for user tags: non-empty strings of at most 500 bytes, at most 50."""
-    if isinstance(tags, str):
-        raise InvalidNameError("Pass tags as a list of strings, not a single string.")
-    for tag in tags:
-        if not isinstance(tag, str) or not tag.strip():
-            raise InvalidNameError(f"Tags must be non-empty strings, not {tag!r}.")
-        if len(tag.encode("utf-8")) > MAX_TAG_LENGTH:
-            raise InvalidNameError(f"Tag {tag[:40]!r}... is longer than {MAX_TAG_LENGTH} bytes.")
-    unique = list(dict.fromkeys(tags))
-    if len(unique) > MAX_USER_TAGS:
-        raise InvalidNameError(f"A run can have at most {MAX_USER_TAGS} user tags, not {len(unique)}.")
-    return unique
 
 
 @dataclass
@@ -78,13 +31,6 @@ class RunResult:
     @property
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_number}"
-
-
-def prepare(flow: FlowSource) -> FlowGraph:
-    """Build and lint the graph; raises before anything is recorded."""
-    graph = build_graph(flow)
-    lint(graph)
-    return graph
 
 
 def _record_parameters(meta: MetadataStore, flow: str, run_number: int,
@@ -139,7 +85,7 @@ def start_run(
     graph = prepare(flow)
     values = params_mod.resolve(flow, given_params or {}, _base_dirs(flow))
     user_tags = check_tags(list(tags or []))
-    root = root or store_root()
+    root = root or find_store_root(flow.path)
     meta = MetadataStore(root)
     blobs = BlobStore(root)
     user = username()
@@ -190,8 +136,8 @@ def start_resume(
     blobs (no bytes are copied).
     """
     graph = prepare(flow)
-    root = root or store_root()
-    if not (root / "metadata.sqlite").exists():
+    root = root or find_store_root(flow.path)
+    if not has_store(root):
         raise FlowcellError(f"Nothing to resume: flow {flow.name} has no runs yet; run it first.")
     meta = MetadataStore(root)
     try:

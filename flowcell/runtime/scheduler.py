@@ -17,6 +17,7 @@ from ..graph import FlowGraph
 from ..model import FlowSource
 from ..store.metadata import MetadataStore, TaskRecord
 from .kernels import KernelPool
+from ..protocol import JoinInput, NodeSpec
 from .task import EventSink, TaskOutcome, TaskRequest, execute_task
 
 
@@ -58,10 +59,10 @@ class Pending:
     stack: list[Frame]
 
 
-def node_spec(graph: FlowGraph, step: str) -> dict[str, Any]:
+def node_spec(graph: FlowGraph, step: str) -> NodeSpec:
     node = graph[step]
-    return {"type": node.type, "out_funcs": list(node.out_funcs), "foreach_param": node.foreach_param,
-            "condition": node.condition, "switch_cases": dict(node.switch_cases)}
+    return NodeSpec(node.type or "linear", list(node.out_funcs), node.foreach_param, node.condition,
+                    dict(node.switch_cases))
 
 
 def stack_key(frames: list[Frame] | list[dict[str, Any]]) -> tuple[Any, ...]:
@@ -199,10 +200,8 @@ class Scheduler:
             params = {k: v for k, v in pending.parents[0].artifacts.items() if k in ctx.parameter_names}
             params.update(ctx.param_refs)
             req.inputs = params
-            req.join_inputs = [
-                {"step": p.step, "pathspec": p.pathspec, "artifacts": p.artifacts, "frame": _last(foreach_frames(p.stack))}
-                for p in pending.parents
-            ]
+            req.join_inputs = [JoinInput(p.step, p.pathspec, p.artifacts, _last(foreach_frames(p.stack)))
+                               for p in pending.parents]
         else:
             req.inputs = {**pending.parents[0].artifacts, **ctx.param_refs}
         return req
@@ -254,9 +253,7 @@ class Scheduler:
             emit("task_finished", {"status": "failed", "duration": time.time() - started, "stopped": True})
             raise
         status = "completed" if outcome.ok else "failed"
-        exception = outcome.error if not outcome.ok else None
-        if exception:
-            exception = {k: exception.get(k) for k in ("ename", "evalue", "traceback", "text", "line")}
+        exception = outcome.error.record() if outcome.error and not outcome.ok else None
         transition = {k: v for k, v in (("num_splits", outcome.num_splits),
                                         ("switch_value", outcome.switch_value),
                                         ("cards", outcome.cards)) if v is not None and v != []}
@@ -265,6 +262,7 @@ class Scheduler:
         ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, status,
                              outcome.artifacts if outcome.ok else {}, outcome.stdout, outcome.stderr, exception,
                              transition=transition or None)
-        emit("task_finished", {"status": status, "duration": time.time() - started, "error": outcome.error,
+        error = outcome.error.to_dict() if outcome.error else None
+        emit("task_finished", {"status": status, "duration": time.time() - started, "error": error,
                                "created": outcome.created, "changed": outcome.changed})
         return Done(pending.step, task_id, req.pathspec, outcome.artifacts, pending.stack, outcome)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._child import CARD_MIME, RESULT_MIME
 from ..errors import KernelDiedError
 from ..model import FlowSource, StepCell
+from ..protocol import CARD_MIME, CaughtException, RESULT_MIME, CardSpec, CellCode, JoinInput, NodeSpec, TaskError, TaskResult, TaskSpec
+from ..store.blobs import BlobStore
+from ..store.serialize import dump_artifact
 from .kernels import ChildKernel, KernelPool
 
 #: Metaflow's defaults for @retry and @timeout.
@@ -25,26 +26,19 @@ def cell_filename(label: str, step: str | None = None) -> str:
     return f"<{label}{', step ' + step if step else ''}>"
 
 
-def code_cells_spec(flow: FlowSource) -> list[dict[str, Any]]:
+def code_cells_spec(flow: FlowSource) -> list[CellCode]:
     header = f"%%flow {flow.name}"
-    return [
-        {"source": c.source, "filename": c.filename or cell_filename(c.label), "first_line": c.first_line,
-         "header": header, "real_file": c.filename is not None}
-        for c in flow.code_cells
-    ]
+    return [CellCode(source=c.source, filename=c.filename or cell_filename(c.label), first_line=c.first_line,
+                     header=header, real_file=c.filename is not None)
+            for c in flow.code_cells]
 
 
-def step_cell_spec(cell: StepCell) -> dict[str, Any]:
+def step_cell_spec(cell: StepCell) -> CellCode:
     decorators = " ".join(d.source for d in cell.decorators)
     head = f"%%step {cell.name}{'(' + cell.join_arg + ')' if cell.join_arg else ''} {decorators}".rstrip()
-    return {
-        "body": cell.body,
-        "filename": cell.filename or cell_filename(cell.label, cell.name),
-        "first_line": cell.first_line,
-        "header": head,
-        "real_file": cell.filename is not None,
-        "join_arg": cell.join_arg,
-    }
+    return CellCode(source=cell.body, filename=cell.filename or cell_filename(cell.label, cell.name),
+                    first_line=cell.first_line, header=head, real_file=cell.filename is not None,
+                    join_arg=cell.join_arg)
 
 
 @dataclass
@@ -52,16 +46,16 @@ class TaskRequest:
     """Everything needed to run one task (of a run, or a spin)."""
 
     flow: FlowSource
-    node: dict[str, Any]
+    node: NodeSpec
     step: str
     pathspec: str
     root: str
     inputs: dict[str, dict[str, Any]] | None = None
-    join_inputs: list[dict[str, Any]] | None = None
+    join_inputs: list[JoinInput] | None = None
     foreach_stack: list[dict[str, Any]] = field(default_factory=list)
-    run_id: int | None = None
+    run_id: int | str | None = None
     task_id: int | None = None
-    origin_run_id: int | None = None
+    origin_run_id: int | str | None = None
     namespace: str | None = None
     username: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -70,28 +64,27 @@ class TaskRequest:
     skip_decorators: bool = False
     client_root: str | None = None
 
-    def spec(self, retry_count: int, catch_var: str | None) -> dict[str, Any]:
+    def spec(self, retry_count: int, catch_var: str | None) -> TaskSpec:
         cell = self.flow.steps[self.step]
         env = {}
         deco = cell.decorator("environment")
         if deco is not None and not self.skip_decorators:
             env = {str(k): str(v) for k, v in (deco.kwargs.get("vars") or {}).items()}
-        return {
-            "root": self.root, "flow": self.flow.name, "step": self.step,
-            "steps": list(dict.fromkeys([*self.flow.steps, *self.node.get("out_funcs", [])])),
-            "run_id": self.run_id, "task_id": self.task_id, "origin_run_id": self.origin_run_id,
-            "file": self.flow.path, "cwd": self.cwd,
-            "code_cells": code_cells_spec(self.flow), "step_cell": step_cell_spec(cell),
-            "node": self.node, "inputs": self.inputs, "join_inputs": self.join_inputs,
-            "foreach_stack": self.foreach_stack, "retry_count": retry_count, "catch_var": catch_var,
-            "namespace": self.namespace, "username": self.username, "tags": self.tags,
-            "parameter_names": self.parameter_names, "environment": env,
-            "client_root": self.client_root or self.root,
-            "pathspec": self.pathspec,
-            "cards": [] if self.skip_decorators else [
-                {"type": d.kwargs.get("type", "default"), "id": d.kwargs.get("id")}
+        return TaskSpec(
+            root=self.root, flow=self.flow.name, step=self.step, pathspec=self.pathspec,
+            steps=list(dict.fromkeys([*self.flow.steps, *self.node.out_funcs])),
+            run_id=self.run_id, task_id=self.task_id, origin_run_id=self.origin_run_id,
+            file=self.flow.path, cwd=self.cwd,
+            code_cells=code_cells_spec(self.flow), step_cell=step_cell_spec(cell),
+            node=self.node, inputs=dict(self.inputs or {}), join_inputs=self.join_inputs,
+            foreach_stack=self.foreach_stack, retry_count=retry_count, catch_var=catch_var,
+            namespace=self.namespace, username=self.username, tags=self.tags,
+            parameter_names=self.parameter_names, environment=env,
+            client_root=self.client_root or self.root,
+            cards=[] if self.skip_decorators else [
+                CardSpec(type=d.kwargs.get("type", "default"), id=d.kwargs.get("id"))
                 for d in cell.decorators if d.name == "card"],
-        }
+        )
 
 
 @dataclass
@@ -104,8 +97,8 @@ class TaskOutcome:
     deleted: list[str] = field(default_factory=list)
     num_splits: int | None = None
     switch_value: Any = None
-    error: dict[str, Any] | None = None
-    caught: dict[str, Any] | None = None
+    error: TaskError | None = None
+    caught: TaskError | None = None
     cards: list[dict[str, Any]] = field(default_factory=list)
     stdout: str = ""
     stderr: str = ""
@@ -136,14 +129,15 @@ def retry_policy(cell: StepCell, skip: bool = False) -> tuple[int, float]:
 
 async def run_in_kernel(
     kernel: ChildKernel,
-    spec: dict[str, Any],
+    spec: TaskSpec,
     emit: EventSink,
     timeout: float | None,
 ) -> TaskOutcome:
     """One attempt; raises KernelDiedError / asyncio.TimeoutError."""
     stdout: list[str] = []
     stderr: list[str] = []
-    result: dict[str, Any] = {}
+    results: list[TaskResult] = []
+    shown_error: list[TaskError] = []
 
     def on_message(msg: dict[str, Any]) -> None:
         kind = msg["msg_type"]
@@ -154,30 +148,30 @@ async def run_in_kernel(
         elif kind in ("display_data", "update_display_data", "execute_result"):
             data = content.get("data", {})
             if RESULT_MIME in data:
-                result.update(data[RESULT_MIME])
+                results.append(TaskResult.from_dict(data[RESULT_MIME]))
                 return
             if CARD_MIME in data:
                 emit("card", {"cards": data[CARD_MIME]["cards"]})
                 return
             emit("display", {"data": data, "metadata": content.get("metadata", {}), "msg_type": kind,
                              "transient": content.get("transient", {})})
-        elif kind == "error":
-            result.setdefault("status", "failed")
-            result.setdefault("error", {"ename": content["ename"], "evalue": content["evalue"],
-                                        "traceback": content["traceback"], "text": "\n".join(content["traceback"])})
+        elif kind == "error" and not shown_error:
+            shown_error.append(TaskError(content["ename"], content["evalue"], content["traceback"],
+                                         "\n".join(content["traceback"])))
 
-    code = f"import flowcell._child as _fc; _fc.run_task({json.dumps(json.dumps(spec))}); del _fc"
+    code = f"import flowcell._child as _fc; _fc.run_task({spec.to_json()!r}); del _fc"
     started = time.time()
     await kernel.execute(code, on_message, timeout=timeout)
-    outcome = TaskOutcome(status=result.get("status", "failed"), attempt=spec["retry_count"])
-    for key in ("artifacts", "created", "changed", "deleted", "error", "caught", "cards"):
-        if key in result:
-            setattr(outcome, key, result[key])
-    outcome.num_splits = result.get("num_splits")
-    outcome.switch_value = result.get("switch_value")
-    if not result:
-        outcome.error = {"ename": "FlowcellError", "evalue": "the task driver returned no result",
-                         "traceback": [], "text": ""}
+    outcome = TaskOutcome(status="failed", attempt=spec.retry_count)
+    if results:
+        r = results[0]
+        outcome.status, outcome.artifacts, outcome.created = r.status, r.artifacts, r.created
+        outcome.changed, outcome.deleted, outcome.error, outcome.caught = r.changed, r.deleted, r.error, r.caught
+        outcome.cards, outcome.num_splits, outcome.switch_value = r.cards, r.num_splits, r.switch_value
+    elif shown_error:
+        outcome.error = shown_error[0]
+    else:
+        outcome.error = TaskError("FlowcellError", "the task driver returned no result")
     outcome.stdout, outcome.stderr = "".join(stdout), "".join(stderr)
     outcome.duration = time.time() - started
     return outcome
@@ -203,23 +197,21 @@ async def execute_task(
         healthy = True
         try:
             outcome = await run_in_kernel(kernel, spec, emit, timeout)
-            if outcome.error and outcome.error.get("interrupted"):
-                healthy = True
         except KernelDiedError as exc:
             healthy = False
             tail = kernel.log_tail()
-            outcome = TaskOutcome(status="failed", attempt=attempt, error={
-                "ename": "KernelDiedError", "evalue": f"{exc} while running {request.pathspec}",
-                "traceback": [f"The child kernel running {request.pathspec} died: {exc}."]
+            outcome = TaskOutcome(status="failed", attempt=attempt, error=TaskError(
+                "KernelDiedError", f"{exc} while running {request.pathspec}",
+                [f"The child kernel running {request.pathspec} died: {exc}."]
                 + ([f"Kernel log:\n{tail}"] if tail.strip() else []),
-                "text": str(exc), "kernel_died": True})
+                str(exc), kernel_died=True))
         except asyncio.TimeoutError:
             healthy = False
             await kernel.interrupt()
-            outcome = TaskOutcome(status="failed", attempt=attempt, error={
-                "ename": "StepTimeoutError",
-                "evalue": f"{request.pathspec} ran longer than its @timeout of {timeout:g} s and was stopped",
-                "traceback": [], "text": "timeout"})
+            outcome = TaskOutcome(status="failed", attempt=attempt, error=TaskError(
+                "StepTimeoutError",
+                f"{request.pathspec} ran longer than its @timeout of {timeout:g} s and was stopped",
+                [], "timeout"))
         except asyncio.CancelledError:
             await kernel.interrupt()
             await pool.release(kernel, healthy=False)
@@ -228,7 +220,7 @@ async def execute_task(
             if kernel in pool._busy:
                 await pool.release(kernel, healthy=healthy)
         outcome.attempt = attempt
-        if outcome.ok or (outcome.error or {}).get("interrupted"):
+        if outcome.ok or (outcome.error is not None and outcome.error.interrupted):
             return outcome
         if last:
             if catch_var and outcome.error and outcome.caught is None:
@@ -238,7 +230,7 @@ async def execute_task(
         attempt += 1
         if on_retry:
             on_retry(attempt)
-        emit("retry", {"attempt": attempt, "error": outcome.error})
+        emit("retry", {"attempt": attempt, "error": outcome.error.to_dict() if outcome.error else None})
         if pause:
             await asyncio.sleep(pause)
 
@@ -247,13 +239,9 @@ async def _caught_in_parent(
     pool: KernelPool, request: TaskRequest, failed: TaskOutcome, catch_var: str, emit: EventSink
 ) -> TaskOutcome:
     """@catch for a task whose kernel died: record the error, pass inputs through."""
-    from .._child import CaughtException
-    from ..store.blobs import BlobStore
-    from ..store.serialize import dump_artifact
-
-    error = failed.error or {}
+    error = failed.error or TaskError("Error", "")
     store = BlobStore(request.root)
-    value = CaughtException(error.get("ename", "Error"), error.get("evalue", ""), error.get("text", ""))
+    value = CaughtException(error.ename, error.evalue, error.text)
     artifacts = dict(request.inputs or {})
     artifacts[catch_var] = dump_artifact(store, catch_var, value, step=request.step).to_json()
     return TaskOutcome(status="ok", attempt=failed.attempt, artifacts=artifacts, created=[catch_var],

@@ -17,11 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import InvalidNameError, StoreError, StoreFullError
+from ..errors import InvalidNameError, StoreError, StoreFullError, TagLimitError
 
-
-class TagLimitError(InvalidNameError):
-    """Too many user tags on one run."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

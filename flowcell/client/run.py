@@ -1,0 +1,214 @@
+"""``Flow``, ``Run`` and ``Step``: a flow's runs, a run's steps and tags, a step's tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..errors import FlowcellError, NotFoundError
+from ..store.metadata import RunRecord, TaskRecord
+from . import context
+from .task import Recorded, Task, _Data
+
+
+class Step:
+    """All tasks of one step in one run: ``Step("Flow/3/train")``."""
+
+    def __init__(self, pathspec: str, _run: Run | None = None) -> None:
+        flow, run, step = context.parse(pathspec, 3, "Step")
+        self._run = _run or Run(f"{flow}/{run}")
+        self.id = step
+        if not self._records():
+            raise NotFoundError(f"Step {pathspec} does not exist (run {self._run.pathspec} has no task of it).")
+
+    def _records(self) -> list[TaskRecord]:
+        meta, _ = context.stores_for(self._run._root)
+        r = self._run._record
+        return meta.tasks(r.flow, r.run_number, self.id)
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self._run.pathspec}/{self.id}"
+
+    def tasks(self) -> list[Task]:
+        return [Task._of(r, self._run._root) for r in reversed(self._records())]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks())
+
+    @property
+    def task(self) -> Task:
+        records = self._records()
+        return Task._of(records[0], self._run._root)
+
+    def __getitem__(self, task_id: str | int) -> Task:
+        for t in self._records():
+            if str(t.task_id) == str(task_id):
+                return Task._of(t, self._run._root)
+        raise NotFoundError(f"Task {self.pathspec}/{task_id} does not exist.")
+
+    def __repr__(self) -> str:
+        return f"Step('{self.pathspec}')"
+
+
+class Run(Recorded):
+    """One run: ``Run("Flow/3")``; ``run["train"]`` is a :class:`Step`."""
+
+    _record: RunRecord
+
+    def __init__(self, pathspec: str, _record: RunRecord | None = None, _root: Path | None = None,
+                 _check_namespace: bool = True) -> None:
+        self._root = _root or context.current_root()
+        if _record is None:
+            flow, run = context.parse(pathspec, 2, "Run")
+            _record = context.find_run(flow, run, self._root, _check_namespace)
+        self._record = _record
+
+    @classmethod
+    def _of(cls, record: RunRecord, root: Path) -> Run:
+        """Internal factory: a Run for a record already read from the store at ``root``."""
+        return cls(record.pathspec, _record=record, _root=root)
+
+    @classmethod
+    def _open(cls, pathspec: str, root: str | Path) -> Run:
+        """Internal factory: the run a command just made, in its store, whatever the namespace."""
+        return cls(pathspec, _root=Path(root), _check_namespace=False)
+
+    @property
+    def id(self) -> str:
+        return str(self._record.run_number)
+
+    @property
+    def pathspec(self) -> str:
+        return self._record.pathspec
+
+    def steps(self) -> list[Step]:
+        meta, _ = context.stores_for(self._root)
+        names = [s for s in meta.steps(self._record.flow, self._record.run_number) if not s.startswith("_")]
+        return [Step(f"{self.pathspec}/{n}", _run=self) for n in reversed(names)]
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps())
+
+    def __getitem__(self, step: str) -> Step:
+        return Step(f"{self.pathspec}/{step}", _run=self)
+
+    def __contains__(self, step: str) -> bool:
+        meta, _ = context.stores_for(self._root)
+        return step in meta.steps(self._record.flow, self._record.run_number)
+
+    @property
+    def end_task(self) -> Task | None:
+        return self["end"].task if "end" in self else None
+
+    @property
+    def data(self) -> _Data | None:
+        end = self.end_task
+        return None if end is None else end.data
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return frozenset(self._record.tags)
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return frozenset(self._record.system_tags)
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.user_tags | self.system_tags
+
+    # -- tags (Metaflow's mutation API) ---------------------------------------------
+
+    def _mutate_tags(self, add: list[str], remove: list[str]) -> None:
+        add = config.check_tags(add)
+        remove = config.check_tags(remove)
+        protected = [t for t in remove if t in self._record.system_tags]
+        if protected:
+            raise FlowcellError(f"Cannot remove system tag {protected[0]!r} from {self.pathspec}: system tags "
+                                "record how the run was made and are immutable.")
+        meta, _ = context.stores_for(self._root)
+        meta.set_tags(self._record.flow, self._record.run_number, [t for t in add if t not in remove],
+                      [t for t in remove if t not in add], max_tags=config.MAX_USER_TAGS)
+        fresh = meta.get_run(self._record.flow, self._record.run_number)
+        if fresh is not None:
+            self._record = fresh
+
+    def add_tag(self, tag: str) -> None:
+        """Add one user tag."""
+        self._mutate_tags([tag], [])
+
+    def add_tags(self, tags: list[str]) -> None:
+        self._mutate_tags(tags, [])
+
+    def remove_tag(self, tag: str) -> None:
+        """Remove one user tag (system tags cannot be removed)."""
+        self._mutate_tags([], [tag])
+
+    def remove_tags(self, tags: list[str]) -> None:
+        self._mutate_tags([], list(tags))
+
+    def replace_tag(self, tag_to_remove: str, tag_to_add: str) -> None:
+        """Remove one tag and add another in one atomic change."""
+        self._mutate_tags([tag_to_add], [tag_to_remove])
+
+    def replace_tags(self, tags_to_remove: list[str], tags_to_add: list[str]) -> None:
+        self._mutate_tags(list(tags_to_add), list(tags_to_remove))
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self._record.params)
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        o = self._record.origin_run_number
+        return None if o is None else f"{self._record.flow}/{o}"
+
+    def __repr__(self) -> str:
+        return f"Run('{self.pathspec}')"
+
+
+class Flow:
+    """A flow's runs, newest first: ``Flow("PlayListFlow").latest_run``."""
+
+    def __init__(self, name: str, _root: Path | None = None) -> None:
+        self._root = _root or context.current_root()
+        meta, _ = context.stores_for(self._root)
+        if not meta.runs(name, limit=1):
+            raise NotFoundError(f"Flow {name} has no runs in {self._root}.")
+        self.id = name
+
+    @property
+    def pathspec(self) -> str:
+        return self.id
+
+    def _ns_tags(self, tags: tuple[str, ...]) -> tuple[str, ...]:
+        ns = context.get_namespace()
+        return tags + ((ns,) if ns is not None else ())
+
+    def runs(self, *tags: str) -> list[Run]:
+        meta, _ = context.stores_for(self._root)
+        return [Run._of(r, self._root) for r in meta.runs(self.id, self._ns_tags(tags))]
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.runs())
+
+    def __getitem__(self, run_id: str | int) -> Run:
+        return Run(f"{self.id}/{run_id}", _root=self._root)
+
+    @property
+    def latest_run(self) -> Run | None:
+        meta, _ = context.stores_for(self._root)
+        found = meta.runs(self.id, self._ns_tags(()), limit=1)
+        return Run._of(found[0], self._root) if found else None
+
+    @property
+    def latest_successful_run(self) -> Run | None:
+        meta, _ = context.stores_for(self._root)
+        found = meta.runs(self.id, self._ns_tags(()), status="completed", limit=1)
+        return Run._of(found[0], self._root) if found else None
+
+    def __repr__(self) -> str:
+        return f"Flow('{self.id}')"

@@ -1,0 +1,239 @@
+"""``Task`` and ``DataArtifact``: one task's artifacts, logs, exception and cards."""
+
+from __future__ import annotations
+
+import datetime
+import html
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFoundError
+from ..store.blobs import BlobStore
+from ..store.metadata import RunRecord, TaskRecord
+from ..store.serialize import ArtifactRef, load_artifact
+from . import context
+
+
+class DataArtifact:
+    """One artifact of a task: ``.data`` loads it; ``.size``, ``.sha`` and ``.type`` do not."""
+
+    def __init__(self, task: Task, name: str, ref: dict[str, Any]) -> None:
+        self._task = task
+        self.id = name
+        self._ref = ref
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self._task.pathspec}/{self.id}"
+
+    @property
+    def data(self) -> Any:
+        if self._ref.get("root"):
+            blobs = BlobStore(self._ref["root"])  # a spin's input, read where it lives
+        else:
+            _, blobs = context.stores_for(self._task._root)
+        return load_artifact(blobs, ArtifactRef.from_json(self._ref))
+
+    @property
+    def size(self) -> int:
+        return int(self._ref.get("size", 0))
+
+    @property
+    def sha(self) -> str:
+        return str(self._ref.get("address"))
+
+    @property
+    def type(self) -> str:
+        return str(self._ref.get("type", ""))
+
+    def __repr__(self) -> str:
+        return f"DataArtifact('{self.pathspec}')"
+
+
+class _Data:
+    """``task.data``: artifacts as attributes, loaded on access."""
+
+    def __init__(self, task: Task) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        refs = self._task._artifacts()
+        if name not in refs:
+            raise AttributeError(f"Task {self._task.pathspec} has no artifact {name!r}; it has: {', '.join(refs) or 'none'}.")
+        return DataArtifact(self._task, name, refs[name]).data
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._task._artifacts()
+
+    def __dir__(self) -> list[str]:
+        return list(self._task._artifacts())
+
+    def __repr__(self) -> str:
+        return f"<data of {self._task.pathspec}: {', '.join(self._task._artifacts())}>"
+
+
+class Recorded:
+    """Status and timestamps shared by runs and tasks (read from their record)."""
+
+    _record: RunRecord | TaskRecord
+
+    @property
+    def status(self) -> str:
+        return str(self._record.status)
+
+    @property
+    def successful(self) -> bool:
+        return bool(self._record.status == "completed")
+
+    @property
+    def finished(self) -> bool:
+        return self._record.status in ("completed", "failed")
+
+    @property
+    def finished_at(self) -> datetime.datetime | None:
+        t = self._record.finished_at
+        return None if t is None else datetime.datetime.fromtimestamp(t)
+
+    @property
+    def created_at(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._record.created_at)
+
+
+class Task(Recorded):
+    """One task: ``Task("Flow/3/train/4")``."""
+
+    _record: TaskRecord
+
+    def __init__(self, pathspec: str, _record: TaskRecord | None = None, _root: Path | None = None) -> None:
+        self._root = _root or context.current_root()
+        if _record is None:
+            flow, run, step, task = context.parse(pathspec, 4, "Task")
+            run_record = context.find_run(flow, run, self._root)
+            meta, _ = context.stores_for(self._root)
+            try:
+                task_id = int(task)
+            except ValueError:
+                raise NotFoundError(f"Task({pathspec!r}): task ids are integers.") from None
+            _record = meta.get_task(flow, run_record.run_number, task_id)
+            if _record is None or _record.step != step:
+                raise NotFoundError(f"Task {pathspec} does not exist.")
+        self._record = _record
+        self._refs: dict[str, dict[str, Any]] | None = None
+
+    @classmethod
+    def _of(cls, record: TaskRecord, root: Path) -> Task:
+        """Internal factory: a Task for a record already read from the store at ``root``."""
+        return cls(record.pathspec, _record=record, _root=root)
+
+    def _artifacts(self) -> dict[str, dict[str, Any]]:
+        if self._refs is None:
+            meta, _ = context.stores_for(self._root)
+            r = self._record
+            self._refs = meta.artifacts(r.flow, r.run_number, r.task_id)
+        return self._refs
+
+    @property
+    def id(self) -> str:
+        return str(self._record.task_id)
+
+    @property
+    def pathspec(self) -> str:
+        return self._record.pathspec
+
+    @property
+    def data(self) -> _Data:
+        return _Data(self)
+
+    @property
+    def artifacts(self) -> list[DataArtifact]:
+        return [DataArtifact(self, n, r) for n, r in self._artifacts().items()]
+
+    def __getitem__(self, name: str) -> DataArtifact:
+        refs = self._artifacts()
+        if name not in refs:
+            raise NotFoundError(f"Task {self.pathspec} has no artifact {name!r}.")
+        return DataArtifact(self, name, refs[name])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._artifacts()
+
+    def __iter__(self) -> Iterator[DataArtifact]:
+        return iter(self.artifacts)
+
+    @property
+    def stdout(self) -> str:
+        return self._record.stdout
+
+    @property
+    def stderr(self) -> str:
+        return self._record.stderr
+
+    @property
+    def exception(self) -> str | None:
+        exc = self._record.exception
+        return None if not exc else f"{exc.get('ename')}: {exc.get('evalue')}"
+
+    @property
+    def traceback(self) -> str | None:
+        exc = self._record.exception
+        return None if not exc else exc.get("text")
+
+    @property
+    def current_attempt(self) -> int:
+        return self._record.attempt
+
+    @property
+    def index(self) -> int | None:
+        frames = [f for f in self._record.foreach_stack if f.get("kind") == "foreach"]
+        return frames[-1]["index"] if frames else None
+
+    def _sibling(self, task_id: int) -> Task:
+        meta, _ = context.stores_for(self._root)
+        rec = meta.get_task(self._record.flow, self._record.run_number, task_id)
+        if rec is None:
+            raise NotFoundError(f"Task {task_id} of {self._record.flow}/{self._record.run_number} is missing.")
+        return Task._of(rec, self._root)
+
+    @property
+    def parent_tasks(self) -> list[Task]:
+        return [self._sibling(i) for i in self._record.parents if self._sibling(i)._record.step != "_parameters"]
+
+    @property
+    def child_tasks(self) -> list[Task]:
+        meta, _ = context.stores_for(self._root)
+        r = self._record
+        return [Task._of(t, self._root) for t in meta.tasks(r.flow, r.run_number) if r.task_id in t.parents]
+
+    @property
+    def cards(self) -> list[Card]:
+        """The cards stored with this task (``@card``), in the order the step declares them."""
+        entries = (self._record.transition or {}).get("cards", [])
+        _, blobs = context.stores_for(self._root)
+        return [Card(self.pathspec, e["type"], e.get("id"), blobs.get(e["address"]).decode()) for e in entries]
+
+    def __repr__(self) -> str:
+        return f"Task('{self.pathspec}')"
+
+
+class Card:
+    """A stored card: ``.html``; shows itself inline in a notebook."""
+
+    def __init__(self, pathspec: str, card_type: str, card_id: str | None, html_text: str) -> None:
+        self.pathspec, self.type, self.id, self.html = pathspec, card_type, card_id, html_text
+
+    def _repr_html_(self) -> str:
+        # An iframe keeps the card's styles from leaking into the notebook.
+        return (f"<iframe srcdoc=\"{html.escape(self.html, quote=True)}\" style='width:100%;height:420px;"
+                "border:1px solid #d0d7de;border-radius:6px'></iframe>")
+
+    def __repr__(self) -> str:
+        return f"<Card {self.type}{'/' + self.id if self.id else ''} of {self.pathspec}>"
+
+
+def get_cards(task: Task | str, type: str | None = None, id: str | None = None) -> list[Card]:
+    """The cards stored with a task (a ``Task`` or its pathspec): Metaflow's name for ``Task.cards``."""
+    found = (Task(task) if isinstance(task, str) else task).cards
+    return [c for c in found if (type is None or c.type == type) and (id is None or c.id == id)]

@@ -1,0 +1,182 @@
+"""What crosses the kernel boundary: the task spec, the task result, their MIME types.
+
+The parent builds a :class:`TaskSpec`, sends it as JSON in one ``run_task`` call, and
+the child answers with a :class:`TaskResult` published as display data of
+:data:`RESULT_MIME` (which the parent consumes and never shows).  Both sides work
+with these records; JSON exists only in :meth:`to_json` / :meth:`from_json`.
+Imports nothing from flowcell, so either side can load it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+#: The child's result message (consumed by the parent, never displayed).
+RESULT_MIME = "application/vnd.flowcell.result+json"
+#: A card refreshed while its task runs (``current.card.refresh()``).
+CARD_MIME = "application/vnd.flowcell.card+json"
+
+#: An artifact reference as stored in the metadata (see ``store.serialize.ArtifactRef``).
+RefJSON = dict[str, Any]
+
+
+@dataclass
+class CellCode:
+    """Source of one cell as the child compiles it, with the cell's own line numbers."""
+
+    source: str
+    filename: str
+    first_line: int
+    header: str
+    real_file: bool = False
+    join_arg: str | None = None
+
+
+@dataclass
+class NodeSpec:
+    """The step's place in the graph: what the child checks its transition against."""
+
+    type: str
+    out_funcs: list[str]
+    foreach_param: str | None = None
+    condition: str | None = None
+    switch_cases: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CardSpec:
+    """One ``@card`` of the step."""
+
+    type: str = "default"
+    id: str | None = None
+
+
+@dataclass
+class JoinInput:
+    """One parent task of a join: its artifacts and its innermost foreach frame."""
+
+    step: str
+    pathspec: str
+    artifacts: dict[str, RefJSON]
+    frame: dict[str, Any] | None = None
+
+
+@dataclass
+class TaskSpec:
+    """Everything the child needs to run one attempt of one task."""
+
+    root: str
+    flow: str
+    step: str
+    pathspec: str
+    steps: list[str]
+    code_cells: list[CellCode]
+    step_cell: CellCode
+    node: NodeSpec
+    inputs: dict[str, RefJSON] = field(default_factory=dict)
+    join_inputs: list[JoinInput] | None = None
+    foreach_stack: list[dict[str, Any]] = field(default_factory=list)
+    run_id: int | str | None = None
+    task_id: int | None = None
+    origin_run_id: int | str | None = None
+    file: str | None = None
+    cwd: str | None = None
+    retry_count: int = 0
+    catch_var: str | None = None
+    namespace: str | None = None
+    username: str | None = None
+    tags: list[str] = field(default_factory=list)
+    parameter_names: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    client_root: str | None = None
+    cards: list[CardSpec] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskSpec:
+        d = json.loads(text)
+        d["code_cells"] = [CellCode(**c) for c in d["code_cells"]]
+        d["step_cell"] = CellCode(**d["step_cell"])
+        d["node"] = NodeSpec(**d["node"])
+        d["cards"] = [CardSpec(**c) for c in d.get("cards") or []]
+        if d.get("join_inputs") is not None:
+            d["join_inputs"] = [JoinInput(**j) for j in d["join_inputs"]]
+        return cls(**d)
+
+
+@dataclass
+class TaskError:
+    """A task's failure: the child's traceback (in the cell's line numbers) and what kind it was."""
+
+    ename: str
+    evalue: str
+    traceback: list[str] = field(default_factory=list)
+    text: str = ""
+    line: int | None = None
+    interrupted: bool = False
+    kernel_died: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def record(self) -> dict[str, Any]:
+        """The form stored with the task in the metadata (what ``Task.exception`` reads)."""
+        return {"ename": self.ename, "evalue": self.evalue, "traceback": self.traceback, "text": self.text,
+                "line": self.line}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskError:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def __str__(self) -> str:
+        return f"{self.ename}: {self.evalue}"
+
+
+@dataclass
+class TaskResult:
+    """What the child reports after one attempt."""
+
+    status: str
+    artifacts: dict[str, RefJSON] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    num_splits: int | None = None
+    switch_value: Any = None
+    error: TaskError | None = None
+    caught: TaskError | None = None
+    cards: list[dict[str, Any]] = field(default_factory=list)
+    duration: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The payload of the :data:`RESULT_MIME` message (display data is already JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskResult:
+        known = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in d.items() if k in known}
+        for key in ("error", "caught"):
+            if kept.get(key) is not None:
+                kept[key] = TaskError.from_dict(kept[key])
+        return cls(**kept)
+
+
+class CaughtException:
+    """What ``@catch(var=...)`` stores: the exception's type, message and traceback."""
+
+    def __init__(self, ename: str, evalue: str, traceback_text: str) -> None:
+        self.type = ename
+        self.message = evalue
+        self.traceback = traceback_text
+
+    def __repr__(self) -> str:
+        return f"CaughtException({self.type}: {self.message})"
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
