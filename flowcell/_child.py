@@ -20,6 +20,7 @@ from typing import Any
 from . import cards as cards_mod
 from . import client
 from ._flowspec import ArtifactView, FlowInstance, Inputs
+from ._hygiene import KernelCheck, end_descendants
 from .current import current
 from .protocol import CARD_MIME, RESULT_MIME, CardSpec, CaughtException, CellCode, TaskError, TaskResult, TaskSpec
 from .store.blobs import BlobStore
@@ -276,10 +277,20 @@ def run_task(spec_json: str) -> None:
     """Entry point called by the parent; publishes the result as display data."""
     from IPython.display import publish_display_data  # IPython is loaded in a kernel; kept lazy for tests
 
+    check = KernelCheck()
     try:
         result = _run(TaskSpec.from_json(spec_json))
     except BaseException as exc:  # a failure of the driver itself
         result = TaskResult(status="failed", error=_format_error(exc, set()))
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (ValueError, OSError):  # closed by the step: reported by the check below
+            pass
+    # The task ends with its processes; then whatever it damaged retires this kernel.
+    result.ended_processes = end_descendants()
+    try:
+        result.damage = check.damage()
+    except Exception as exc:  # a kernel too broken to inspect is as good as damaged
+        result.damage = [f"left the kernel in a state that could not be checked ({type(exc).__name__}: {exc})"]
     publish_display_data({RESULT_MIME: result.to_dict()})

@@ -152,6 +152,10 @@ class TaskResult:
     caught: TaskError | None = None
     cards: list[dict[str, Any]] = field(default_factory=list)
     duration: float = 0.0
+    #: How the task damaged its kernel (see ``flowcell._hygiene``); the parent retires the kernel.
+    damage: list[str] = field(default_factory=list)
+    #: Processes the task left running, ended when it ended (``pid command``).
+    ended_processes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The payload of the :data:`RESULT_MIME` message (display data is already JSON)."""

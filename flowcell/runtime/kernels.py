@@ -20,10 +20,18 @@ from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
+from .._hygiene import end_processes, processes_with_env
 from ..errors import KernelDiedError
-from .launch import Launched, kernel_env, make_workdir, spawn
+from .launch import KERNEL_DIR_ENV, KERNEL_ID_ENV, Launched, kernel_env, make_workdir, spawn
 
 Message = dict[str, Any]
+
+#: Seconds a kernel has to acknowledge a request (its "busy" status) before it is replaced.
+ACK_TIMEOUT = 10.0
+
+
+class KernelLost(Exception):
+    """The kernel died or stopped answering before it started the request: not the request's fault."""
 
 
 class ChildKernel:
@@ -36,6 +44,8 @@ class ChildKernel:
         self.kc = AsyncKernelClient()
         self.kc.load_connection_info(launched.connection)  # type: ignore[arg-type]
         self.tasks_run = 0
+        #: Pathspec of the last task this kernel ran (named when the kernel turns out broken).
+        self.last_task: str | None = None
 
     @classmethod
     async def start(cls, workdir: Path, cwd: str, env: dict[str, str]) -> ChildKernel:
@@ -76,7 +86,23 @@ class ChildKernel:
                     ready.cancel()
 
     async def is_alive(self) -> bool:
-        return self.process.poll() is None
+        return self._exit_code() is None
+
+    def _exit_code(self) -> int | None:
+        """The kernel's exit code (negative: signal), without reaping it.
+
+        An exited kernel is left a zombie until :meth:`shutdown`, so its pid (and
+        process group id) cannot be reused before its group has been ended.
+        """
+        if self.process.returncode is not None:
+            return self.process.returncode
+        try:
+            info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.process.poll()
+        if info is None:
+            return None
+        return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
     def log_tail(self, limit: int = 2000) -> str:
         try:
@@ -89,14 +115,20 @@ class ChildKernel:
         code: str,
         on_message: Callable[[Message], None],
         timeout: float | None = None,
+        ack_timeout: float | None = None,
     ) -> Message:
         """Run ``code``; pass each iopub message to ``on_message``; return the reply.
 
-        Raises :class:`KernelDiedError` if the kernel exits before going idle and
+        Raises :class:`KernelLost` if the kernel dies, or sends nothing for the
+        request within ``ack_timeout``, before it starts the request;
+        :class:`KernelDiedError` if it exits after starting it, before going idle;
         :class:`asyncio.TimeoutError` if ``timeout`` passes first.
         """
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        ack_deadline = None if ack_timeout is None else now + ack_timeout
+        acked = False
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise asyncio.TimeoutError()
@@ -104,10 +136,15 @@ class ChildKernel:
                 msg = await self.kc.get_iopub_msg(timeout=0.25)
             except Exception:  # queue.Empty from the zmq poll: check the kernel's pulse
                 if not await self.is_alive():
+                    if not acked:
+                        raise KernelLost(f"{self._death_message()} before starting it") from None
                     raise KernelDiedError(self._death_message()) from None
+                if not acked and ack_deadline is not None and time.monotonic() > ack_deadline:
+                    raise KernelLost(f"did not acknowledge it within {ack_timeout:g} s") from None
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
+            acked = True
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 break
             on_message(msg)
@@ -122,7 +159,7 @@ class ChildKernel:
                 return reply
 
     def _death_message(self) -> str:
-        code = self.process.poll()
+        code = self._exit_code()
         how = ""
         if code is not None and code < 0:
             try:
@@ -135,32 +172,41 @@ class ChildKernel:
         return f"kernel died{how}"
 
     async def interrupt(self) -> None:
-        if self.process.poll() is None:
+        if self._exit_code() is None:
             try:
                 os.kill(self.process.pid, signal.SIGINT)
             except OSError:
                 pass
 
     async def shutdown(self, now: bool = False) -> None:
-        """Stop the kernel (``now``: kill at once) and remove its files."""
+        """Stop the kernel (``now``: kill at once), end the processes its tasks left, remove its files."""
         try:
             self.kc.stop_channels()
         except Exception:
             pass
-        if self.process.poll() is None:
-            if not now:
-                self.process.terminate()
-                for _ in range(100):
-                    if self.process.poll() is not None:
-                        break
-                    await asyncio.sleep(0.01)
-            if self.process.poll() is None:
-                self.process.kill()
-            for _ in range(400):
-                if self.process.poll() is not None:
+        if self._exit_code() is None and not now:
+            self.process.terminate()
+            for _ in range(100):
+                if self._exit_code() is not None:
                     break
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.01)
+        if self.process.returncode is None:
+            # The kernel leads its own process group; until it is reaped its id cannot be reused.
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for _ in range(400):
+            if self.process.poll() is not None:
+                break
+            await asyncio.sleep(0.005)
+        # Processes that left the group (setsid) still carry the kernel's id in their environment.
+        if self.tasks_run:
+            await asyncio.get_running_loop().run_in_executor(None, self._end_strays)
         self.launched.cleanup()
+
+    def _end_strays(self) -> None:
+        end_processes(processes_with_env(KERNEL_ID_ENV, str(self.launched.connection["ip"])))
 
 
 class KernelPool:
@@ -176,6 +222,8 @@ class KernelPool:
         self._starting: set[asyncio.Task[ChildKernel]] = set()
         self._busy: set[ChildKernel] = set()
         self._closed = False
+        #: Seconds a kernel has to acknowledge a task before it is replaced (None: wait for ever).
+        self.ack_timeout: float | None = ACK_TIMEOUT
 
     @property
     def idle_count(self) -> int:
@@ -250,4 +298,6 @@ class KernelPool:
         kernels = self._idle + list(self._busy)
         self._idle, self._busy = [], set()
         await asyncio.gather(*(k.shutdown(now=True) for k in kernels), return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: end_processes(processes_with_env(KERNEL_DIR_ENV, str(self._workdir))))
         shutil.rmtree(self._workdir, ignore_errors=True)

@@ -13,7 +13,7 @@ from ..model import FlowSource, StepCell
 from ..protocol import CARD_MIME, CaughtException, RESULT_MIME, CardSpec, CellCode, JoinInput, NodeSpec, TaskError, TaskResult, TaskSpec
 from ..store.blobs import BlobStore
 from ..store.serialize import dump_artifact
-from .kernels import ChildKernel, KernelPool
+from .kernels import ChildKernel, KernelLost, KernelPool
 
 #: Metaflow's defaults for @retry and @timeout.
 DEFAULT_RETRY_TIMES = 3
@@ -103,6 +103,10 @@ class TaskOutcome:
     stdout: str = ""
     stderr: str = ""
     duration: float = 0.0
+    #: How the task damaged its kernel (threads left running, streams closed, ...): the kernel is retired.
+    damage: list[str] = field(default_factory=list)
+    #: Processes the task started that were still running when it ended, and were ended with it.
+    ended_processes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -132,8 +136,9 @@ async def run_in_kernel(
     spec: TaskSpec,
     emit: EventSink,
     timeout: float | None,
+    ack_timeout: float | None = None,
 ) -> TaskOutcome:
-    """One attempt; raises KernelDiedError / asyncio.TimeoutError."""
+    """One attempt; raises KernelLost / KernelDiedError / asyncio.TimeoutError."""
     stdout: list[str] = []
     stderr: list[str] = []
     results: list[TaskResult] = []
@@ -161,13 +166,14 @@ async def run_in_kernel(
 
     code = f"import flowcell._child as _fc; _fc.run_task({spec.to_json()!r}); del _fc"
     started = time.time()
-    await kernel.execute(code, on_message, timeout=timeout)
+    await kernel.execute(code, on_message, timeout=timeout, ack_timeout=ack_timeout)
     outcome = TaskOutcome(status="failed", attempt=spec.retry_count)
     if results:
         r = results[0]
         outcome.status, outcome.artifacts, outcome.created = r.status, r.artifacts, r.created
         outcome.changed, outcome.deleted, outcome.error, outcome.caught = r.changed, r.deleted, r.error, r.caught
         outcome.cards, outcome.num_splits, outcome.switch_value = r.cards, r.num_splits, r.switch_value
+        outcome.damage, outcome.ended_processes = r.damage, r.ended_processes
     elif shown_error:
         outcome.error = shown_error[0]
     else:
@@ -193,32 +199,7 @@ async def execute_task(
     while True:
         last = attempt >= times
         spec = request.spec(attempt, catch_var if last else None)
-        kernel = await pool.acquire()
-        healthy = True
-        try:
-            outcome = await run_in_kernel(kernel, spec, emit, timeout)
-        except KernelDiedError as exc:
-            healthy = False
-            tail = kernel.log_tail()
-            outcome = TaskOutcome(status="failed", attempt=attempt, error=TaskError(
-                "KernelDiedError", f"{exc} while running {request.pathspec}",
-                [f"The child kernel running {request.pathspec} died: {exc}."]
-                + ([f"Kernel log:\n{tail}"] if tail.strip() else []),
-                str(exc), kernel_died=True))
-        except asyncio.TimeoutError:
-            healthy = False
-            await kernel.interrupt()
-            outcome = TaskOutcome(status="failed", attempt=attempt, error=TaskError(
-                "StepTimeoutError",
-                f"{request.pathspec} ran longer than its @timeout of {timeout:g} s and was stopped",
-                [], "timeout"))
-        except asyncio.CancelledError:
-            await kernel.interrupt()
-            await pool.release(kernel, healthy=False)
-            raise
-        finally:
-            if kernel in pool._busy:
-                await pool.release(kernel, healthy=healthy)
+        outcome = await _attempt(pool, request, spec, emit, timeout)
         outcome.attempt = attempt
         if outcome.ok or (outcome.error is not None and outcome.error.interrupted):
             return outcome
@@ -233,6 +214,81 @@ async def execute_task(
         emit("retry", {"attempt": attempt, "error": outcome.error.to_dict() if outcome.error else None})
         if pause:
             await asyncio.sleep(pause)
+
+
+#: How many times one attempt moves to another kernel because its kernel was lost before starting it.
+MAX_KERNEL_REPLACEMENTS = 2
+
+
+def warn(emit: EventSink, text: str) -> None:
+    """A notice about a task's kernel, shown with the task's output (stderr)."""
+    emit("stream", {"name": "stderr", "text": f"flowcell: warning: {text}\n"})
+
+
+async def _attempt(pool: KernelPool, request: TaskRequest, spec: TaskSpec, emit: EventSink,
+                   timeout: float | None) -> TaskOutcome:
+    """One attempt of a task, on a kernel that starts it.
+
+    A kernel that dies or does not acknowledge the request before starting it is
+    replaced and the attempt moves to another kernel: the task did nothing, so it is
+    not counted as an attempt.  A kernel the task damaged is retired with a warning
+    that names the task.
+    """
+    attempt = spec.retry_count
+    replaced = 0
+    notes: list[str] = []
+    while True:
+        kernel = await pool.acquire()
+        healthy = True
+        ack = pool.ack_timeout if replaced < MAX_KERNEL_REPLACEMENTS else None
+        try:
+            outcome = await run_in_kernel(kernel, spec, emit, timeout, ack)
+        except KernelLost as exc:
+            await pool.release(kernel, healthy=False)
+            replaced += 1
+            blame = f" (it last ran {kernel.last_task})" if kernel.last_task else ""
+            notes.append(f"the kernel chosen for {request.pathspec} {exc}{blame}; it was replaced and "
+                         f"{request.pathspec} started again on another kernel.")
+            warn(emit, notes[-1])
+            continue
+        except KernelDiedError as exc:
+            healthy = False
+            tail = kernel.log_tail()
+            outcome = TaskOutcome(status="failed", attempt=attempt, error=TaskError(
+                "KernelDiedError", f"{exc} while running {request.pathspec}",
+                [f"The child kernel running {request.pathspec} died: {exc}."]
+                + ([f"Kernel log:\n{tail}"] if tail.strip() else []),
+                str(exc), kernel_died=True))
+        except asyncio.TimeoutError:
+            healthy = False
+            await kernel.interrupt()
+            outcome = TaskOutcome(status="failed", attempt=attempt, error=TaskError(
+                "StepTimeoutError",
+                f"{request.pathspec} ran longer than its @timeout of {timeout or 0:g} s and was stopped",
+                [], "timeout"))
+        except asyncio.CancelledError:
+            await kernel.interrupt()
+            await pool.release(kernel, healthy=False)
+            raise
+        finally:
+            kernel.last_task = request.pathspec
+            if kernel in pool._busy and not healthy:
+                await pool.release(kernel, healthy=False)
+        break
+    shown = len(notes)
+    if outcome.ended_processes:
+        notes.append(f"{request.pathspec} left {len(outcome.ended_processes)} process(es) running; they were "
+                     f"ended with the task: {'; '.join(outcome.ended_processes)}.")
+    if outcome.damage:
+        notes.append(f"{request.pathspec} damaged its kernel ({'; '.join(outcome.damage)}); the kernel was "
+                     "retired and later tasks run in a fresh one.")
+    for i, note in enumerate(notes):
+        if i >= shown:
+            warn(emit, note)
+        outcome.stderr += f"flowcell: warning: {note}\n"
+    if kernel in pool._busy:
+        await pool.release(kernel, healthy=not outcome.damage)
+    return outcome
 
 
 async def _caught_in_parent(
