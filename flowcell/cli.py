@@ -164,16 +164,26 @@ def cmd_export(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="flowcell export", description="Write the notebook's flow as a Metaflow flow.py.")
     parser.add_argument("notebook")
     parser.add_argument("-o", "--output", help="where to write (default: NOTEBOOK with .py, or stdout with -)")
+    parser.add_argument("--env", choices=["requirements", "pypi", "conda", "none"], default="requirements",
+                        help="record the steps' imports: FLOW.requirements.txt (default), @pypi_base, @conda_base, or nothing")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; report which pins of the existing export this Python has drifted from")
     args = parser.parse_args(argv)
     from .export import export_flow, export_source
     from .runner import load_flow
 
     flow = load_flow(args.notebook)
+    if args.check:
+        from .environment import check_export
+
+        lines, report = check_export(flow, args.output or str(Path(args.notebook).with_suffix(".py")))
+        print(report)
+        return 1 if lines else 0
     if args.output == "-":
-        sys.stdout.write(export_source(flow))
+        sys.stdout.write(export_source(flow, env="none" if args.env == "requirements" else args.env))
         return 0
-    target = export_flow(flow, args.output or str(Path(args.notebook).with_suffix(".py")))
-    print(f"wrote {target}", file=sys.stderr)
+    exported = export_flow(flow, args.output or str(Path(args.notebook).with_suffix(".py")), env=args.env)
+    print(exported.summary(), file=sys.stderr)
     return 0
 
 
@@ -261,8 +271,8 @@ USAGE = """usage: flowcell [--root DIR] COMMAND ...
       re-run from STEP (default: the first failed step), cloning the tasks before it
   tag add|remove|replace|list [NOTEBOOK] [--run-id ID | --run-id FLOW/ID] TAG ...
       change or list a run's tags (system tags cannot be removed)
-  export NOTEBOOK [-o flow.py]
-      write the flow as an ordinary Metaflow flow.py
+  export NOTEBOOK [-o flow.py] [--env requirements|pypi|conda|none] [--check]
+      write the flow as an ordinary Metaflow flow.py with its pins (or report drift from them)
   import FLOW.py [-o flow.ipynb]
       turn a Metaflow flow.py into a notebook of %%flow and %%step cells
   card view PATHSPEC [--out FILE]

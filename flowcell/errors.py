@@ -140,3 +140,11 @@ class RunFailed(FlowcellError):
         if self.failure is not None:
             lines += self.failure.traceback
         return lines
+
+
+class PinError(FlowcellError):
+    """An export's pinned environment cannot be written or read back; the message names the file."""
+
+
+class MetaflowRunError(FlowcellError):
+    """A run on Metaflow could not be started or read; the message says why."""

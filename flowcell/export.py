@@ -13,8 +13,10 @@ import ast
 import builtins
 import io
 import tokenize
+from dataclasses import dataclass
 from pathlib import Path
 
+from .environment import ENV_CHOICES, Environment, base_decorator, flow_environment, requirements_path, requirements_text
 from .errors import ExportError, FlowcellError
 from .graph import FlowGraph
 from .lint import prepare
@@ -181,10 +183,37 @@ def _docstring(text: str | None, prefix: str) -> str:
     return f'{prefix}"""{lines[0]}\n{inner}\n{prefix}"""\n'
 
 
-def export_source(flow: FlowSource, graph: FlowGraph | None = None) -> str:
-    """The Metaflow ``flow.py`` text for ``flow``."""
+def _check_env(flow: FlowSource, env: str) -> None:
+    if env not in ENV_CHOICES:
+        raise ExportError(f"--env takes one of {', '.join(ENV_CHOICES)}, not {env!r}.")
+    declared = [d for d in flow.flow_decorators if d.lstrip("@").split("(")[0].split(".")[-1] in ("pypi_base", "conda_base")]
+    if env in ("pypi", "conda") and declared:
+        raise ExportError(
+            f"The %%flow line already declares {declared[0].split('(')[0]}; --env {env} would add a second base "
+            "environment. Remove it from the %%flow line, or export with --env requirements or --env none."
+        )
+
+
+def export_source(
+    flow: FlowSource,
+    graph: FlowGraph | None = None,
+    *,
+    env: str = "none",
+    environment: Environment | None = None,
+    requirements: str | None = None,
+) -> str:
+    """The Metaflow ``flow.py`` text for ``flow``.
+
+    ``env="pypi"``/``"conda"`` adds ``@pypi_base``/``@conda_base`` pinning ``environment``
+    (default: the kernel's versions of what the flow imports); ``requirements`` names
+    the requirements file written beside the export, in a comment at the top.
+    """
+    _check_env(flow, env)
     graph = graph or prepare(flow)
     check_free_names(flow)
+    flow_decorators = list(flow.flow_decorators)
+    if env in ("pypi", "conda"):
+        flow_decorators.append(base_decorator(environment or flow_environment(flow), env))
     module_parts: list[str] = []
     params: list[str] = []
     for cell in flow.code_cells:
@@ -200,14 +229,17 @@ def export_source(flow: FlowSource, graph: FlowGraph | None = None) -> str:
         used.add(p.kind)
     module_text, imported = _merge_metaflow_imports("\n".join(module_parts))
     used |= imported
-    for decorator in flow.flow_decorators:
+    for decorator in flow_decorators:
         used.add(decorator.lstrip("@").split("(")[0].split(".")[-1])
     imports = sorted(used, key=lambda n: (n != "FlowSpec", n.lower()))
-    out = [f"from metaflow import {', '.join(imports)}\n"]
+    out = []
+    if requirements:
+        out.append(f"# Requirements: {requirements} (pins of what the steps import; pip install -r {requirements})\n")
+    out.append(f"from metaflow import {', '.join(imports)}\n")
     if module_text:
         out.append("\n" + module_text)
     out.append("\n\n")
-    for decorator in flow.flow_decorators:
+    for decorator in flow_decorators:
         name = decorator.lstrip("@").split("(")[0].split(".")[-1]
         if name not in METAFLOW_FLOW_DECORATORS:
             raise ExportError(f"Flow decorator {decorator} is not one Metaflow 2.19 provides; remove it from the %%flow line.")
@@ -235,11 +267,45 @@ def export_source(flow: FlowSource, graph: FlowGraph | None = None) -> str:
     return text
 
 
-def export_flow(flow: FlowSource, path: str | Path) -> Path:
-    """Write the exported flow to ``path`` (atomically) and return it."""
-    text = export_source(flow)
-    target = Path(path)
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote: the flow file, its requirements file (if any) and the pins."""
+
+    path: Path
+    requirements: Path | None
+    environment: Environment | None
+    env: str
+
+    def summary(self) -> str:
+        """One line for the command's output."""
+        count = len(self.environment.packages) if self.environment else 0
+        if self.requirements is not None:
+            return (f"Wrote {self.path} and {self.requirements.name} ({count} pinned distribution"
+                    f"{'' if count == 1 else 's'}): run it with `python {self.path.name} run` under Metaflow.")
+        if self.env in ("pypi", "conda"):
+            return (f"Wrote {self.path} with @{self.env}_base ({count} pinned): run it with "
+                    f"`python {self.path.name} --environment={self.env} run` under Metaflow.")
+        return f"Wrote {self.path}: run it with `python {self.path.name} run` under Metaflow."
+
+
+def _write(target: Path, text: str) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text)
     tmp.replace(target)
-    return target
+
+
+def export_flow(flow: FlowSource, path: str | Path, env: str = "requirements") -> Exported:
+    """Write the exported flow to ``path`` (atomically), with its pins as ``env`` asks.
+
+    ``env``: ``requirements`` (default) writes ``NAME.requirements.txt`` beside the
+    file, ``pypi``/``conda`` write ``@pypi_base``/``@conda_base``, ``none`` nothing.
+    """
+    _check_env(flow, env)
+    target = Path(path)
+    environment = flow_environment(flow, with_metaflow=env == "requirements") if env != "none" else None
+    req = requirements_path(target) if env == "requirements" else None
+    text = export_source(flow, env=env, environment=environment, requirements=req.name if req else None)
+    if req is not None and environment is not None:
+        _write(req, requirements_text(environment, flow.name))
+    _write(target, text)
+    return Exported(target, req, environment, env)

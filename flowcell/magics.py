@@ -368,16 +368,31 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def export_flow(self, line: str) -> None:
-        """%export_flow [PATH] — write the flow as a Metaflow flow.py (default: NOTEBOOK.py or flow.py)."""
+        """%export_flow [PATH] [--env requirements|pypi|conda|none] [--check] — write the flow as a Metaflow flow.py."""
+        import argparse
+
         from .export import export_flow
 
+        parser = argparse.ArgumentParser(prog="%export_flow", add_help=False, exit_on_error=False)
+        parser.add_argument("path", nargs="?")
+        parser.add_argument("--env", choices=["requirements", "pypi", "conda", "none"], default="requirements")
+        parser.add_argument("--check", action="store_true")
+        try:
+            args = parser.parse_args(shlex.split(line))
+        except (argparse.ArgumentError, SystemExit) as exc:
+            raise UsageError(f"%export_flow: {exc}. Usage: %export_flow [PATH] [--env pypi] [--check]") from None
         flow = self.current_flow()
         default = Path(flow.path).with_suffix(".py") if flow.path else Path("flow.py")
         try:
-            target = export_flow(flow, line.strip() or default)
+            if args.check:
+                from .environment import check_export
+
+                print(check_export(flow, args.path or default)[1])
+                return
+            exported = export_flow(flow, args.path or default, env=args.env)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        print(f"Wrote {target}: run it with `python {target.name} run` under Metaflow.")
+        print(exported.summary())
 
     @line_magic
     def tag(self, line: str) -> None:
