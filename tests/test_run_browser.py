@@ -193,3 +193,22 @@ def test_run_view_shows_a_failed_task_exception(runtime: Any, comms: list[Record
     front_end_sets(browser, task=start["pathspec"])
     assert browser.task_detail["exception"]["ename"] == "ValueError"
     assert "bad input" in browser.task_detail["exception"]["text"]
+
+
+def test_foreach_values_inside_a_static_branch(runtime: Any, comms: list[RecordingComm]) -> None:
+    from flowcell.widgets import RunBrowser
+
+    text = ("%%step start\nself.next(self.prepare, self.other)\n"
+            "%%step prepare\nself.items = ['a', 'b']\nself.next(self.work, foreach='items')\n"
+            "%%step work\nself.out = self.input\nself.next(self.gather)\n"
+            "%%step gather(inputs)\nself.next(self.merge)\n%%step other\nself.next(self.merge)\n"
+            "%%step merge(inputs)\nself.next(self.end)\n%%step end\npass")
+    result, _, _ = run(runtime, text, name="BranchFlow")
+    assert result.status == "completed"
+    browser = RunBrowser("BranchFlow")
+    front_end_sets(browser, selected="1")
+    values = sorted(f["value"] for t in browser.run["tasks"] if t["step"] == "work" for f in t["foreach"])
+    assert values == ["a", "b"]
+    kinds = {(e["source"], e["target"]): e["kind"] for e in browser.run["graph"]["edges"]}
+    assert kinds[("start", "prepare")] == "branch" and kinds[("prepare", "work")] == "foreach"
+    assert kinds[("other", "merge")] == "join"

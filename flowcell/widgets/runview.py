@@ -57,10 +57,10 @@ def _lanes(tasks: list[TaskRecord]) -> dict[int, int]:
 
 
 def _foreach(t: TaskRecord, values: dict[tuple[str, tuple[int, ...], int], str]) -> list[dict[str, Any]]:
-    frames = [f for f in t.foreach_stack if f.get("kind", "foreach") == "foreach"]
+    stack = t.foreach_stack
     return [{"step": f["step"], "index": f["index"], "num_splits": f.get("num_splits"), "var": f.get("var"),
-             "value": values.get((f["step"], tuple(g["index"] for g in frames[:d]), f["index"]))}
-            for d, f in enumerate(frames)]
+             "value": values.get((f["step"], tuple(g["index"] for g in stack[:d]), f["index"]))}
+            for d, f in enumerate(stack) if f.get("kind", "foreach") == "foreach"]
 
 
 def _step_status(tasks: list[TaskRecord]) -> str:
@@ -150,11 +150,12 @@ def _foreach_values(tasks: list[TaskRecord], root: Any) -> dict[tuple[str, tuple
     splitters = {(t.step, tuple(f["index"] for f in t.foreach_stack)): t for t in tasks}
     seen: set[tuple[str, tuple[int, ...]]] = set()
     for t in tasks:
-        frames = [f for f in t.foreach_stack if f.get("kind", "foreach") == "foreach"]
-        for depth, f in enumerate(frames):
-            prefix = tuple(g["index"] for g in frames[:depth])
+        # A split step's own stack is the prefix of its children's stacks (static
+        # branches included), which identifies the task that made this split.
+        for depth, f in enumerate(t.foreach_stack):
+            prefix = tuple(g["index"] for g in t.foreach_stack[:depth])
             key = (f["step"], prefix)
-            if key in seen or not f.get("var"):
+            if key in seen or f.get("kind", "foreach") != "foreach" or not f.get("var"):
                 continue
             seen.add(key)
             split = splitters.get(key)
