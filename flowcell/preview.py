@@ -76,3 +76,48 @@ def preview_html(value: Any, compact: bool = False) -> str:
     if isinstance(value, str) and not compact and ("\n" in value or len(value) > 80):
         return f"<pre>{html.escape(value[:4000])}{'...' if len(value) > 4000 else ''}</pre>"
     return f"<code>{html.escape(_repr.repr(value))}</code>"
+
+
+TEXT_LIMIT = 20_000
+_long_repr = reprlib.Repr()
+_long_repr.maxstring, _long_repr.maxother, _long_repr.maxlist, _long_repr.maxdict = 2000, 2000, 50, 50
+_long_repr.maxlevel = 4
+
+
+def _cell(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def preview_value(value: Any) -> dict[str, Any]:
+    """A JSON preview of ``value`` for the widgets' front end (built as DOM there, never as HTML).
+
+    ``kind`` is ``table`` (a DataFrame's head with dtypes and shape), ``array``
+    (shape, dtype, summary statistics of a sample), ``image`` (a PNG as a data URI)
+    or ``text`` (a string or a repr, at most ``TEXT_LIMIT`` characters).
+    """
+    out: dict[str, Any] = {"summary": summary(value)}
+    if is_png(value):
+        return {**out, "kind": "image", "src": "data:image/png;base64," + base64.b64encode(bytes(value)).decode()}
+    if hasattr(value, "head") and hasattr(value, "columns") and hasattr(value, "dtypes"):
+        head = value.iloc[:10, :20]
+        return {**out, "kind": "table", "shape": list(value.shape),
+                "columns": [_cell(c) for c in head.columns], "dtypes": [str(d) for d in head.dtypes],
+                "index": [_cell(i) for i in head.index],
+                "rows": [[_cell(v) for v in row] for row in head.itertuples(index=False)],
+                "more_columns": max(0, value.shape[1] - 20)}
+    if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "reshape"):
+        return {**out, "kind": "array", "shape": list(value.shape), "dtype": str(value.dtype),
+                "stats": _array_stats(value), "text": _repr.repr(value)}
+    if isinstance(value, str):
+        return {**out, "kind": "text", "text": value[:TEXT_LIMIT], "length": len(value)}
+    text = _long_repr.repr(value)
+    return {**out, "kind": "text", "text": text[:TEXT_LIMIT], "length": len(text)}
+
+
+def preview_data(task: Any, name: str) -> dict[str, Any]:
+    """Load artifact ``name`` of ``task`` (a client Task) and preview it; a failure is shown, not raised."""
+    try:
+        return preview_value(task[name].data)
+    except Exception as exc:  # the preview says why instead (unpicklable, missing module, corrupt blob)
+        return {"kind": "error", "summary": "", "text": f"{type(exc).__name__}: {exc}"}

@@ -70,7 +70,6 @@ class RecordingComm:
 @pytest.fixture
 def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
     import comm
-    from ipywidgets import Widget
 
     made: list[RecordingComm] = []
 
@@ -79,7 +78,6 @@ def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
         return made[-1]
 
     monkeypatch.setattr(comm, "create_comm", create)
-    monkeypatch.setattr(Widget, "comm", None, raising=False)
     return made
 
 
@@ -127,26 +125,81 @@ def test_card_renders_in_headless_chromium_offline(card_run: Any, tmp_path: Path
     shutil.copy(shot, artifacts / "card.png")
 
 
-def test_artifacts_widget_state_and_lazy_preview(card_run: Any, comms: list[RecordingComm]) -> None:
-    from flowcell.widgets import ArtifactsView
+def test_artifact_inspector_lists_without_loading_and_previews_on_demand(card_run: Any,
+                                                                        comms: list[RecordingComm]) -> None:
+    from flowcell.widgets import ArtifactInspector
+    from flowcell.widgets.artifacts import headline
 
     r, _ = card_run
-    view = ArtifactsView(r["start"].task, created=["big", "label"])
-    assert "<b>big</b>" in view.table.value and "7.6 MB" in view.table.value and "created" in view.table.value
-    assert all(child.value == "<i>open to load the preview</i>" for child in view.previews.children)
-    # The front end opens the first accordion item.
-    view.previews.set_state({"selected_index": 0})
-    assert "shape=(1000000,)" in view.previews.children[0].value
-    assert "first 100,000 of 1,000,000" in view.previews.children[0].value, "large arrays are sampled"
-    assert view.previews.children[1].value == "<i>open to load the preview</i>", "others stay unloaded"
+    line = headline("start", 0.025, 3, "run 12", ["big", "label"], [])
+    assert line == "Spun start in 25 ms with 3 inputs from run 12: created big, label"
+    view = ArtifactInspector(r["start"].task, created=["big", "label"], headline=line)
+    rows = {a["name"]: a for a in view.artifacts}
+    assert rows["big"] == {"name": "big", "type": "numpy.ndarray", "size": rows["big"]["size"], "flag": "created"}
+    assert rows["big"]["size"] > 7_000_000 and view.previews == {}, "nothing loaded before a preview is opened"
+    # The front end opens "big": a custom comm message, answered with its preview.
+    view._handle_msg({"content": {"data": {"method": "custom", "content": {
+        "type": "preview", "task": view.task, "name": "big"}}}, "buffers": []})
+    big = view.previews[f"{view.task}/big"]
+    assert big["kind"] == "array" and big["shape"] == [1_000_000] and big["dtype"] == "float64"
+    assert "first 100,000 of 1,000,000" in big["stats"], "large arrays are summarised from a sample"
+    assert list(view.previews) == [f"{view.task}/big"], "others stay unloaded"
     sent = [json.dumps(m[1].get("data", {}), default=str) for c in comms for m in c.messages]
-    assert any("shape=(1000000,)" in s for s in sent), "the preview reached the front end through the comm"
+    assert any('"dtype": "float64"' in s for s in sent), "the preview reached the front end through the comm"
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert "<b>big</b>" in bundle["text/html"] and "big" in bundle["text/plain"]
+    assert line in bundle["text/html"] and "<b>big</b>" in bundle["text/html"]
+    assert bundle["text/plain"].startswith(line) and "created" in bundle["text/plain"]
 
 
-def test_flow_graph_svg_shows_statuses() -> None:
+def test_previews_of_dataframes_images_and_long_text() -> None:
+    import pandas as pd
+
+    from flowcell.preview import preview_value
+
+    df = pd.DataFrame({"a": range(30), "b": ["x"] * 30})
+    p = preview_value(df)
+    assert p["kind"] == "table" and p["shape"] == [30, 2] and p["dtypes"] == ["int64", str(df.dtypes["b"])]
+    assert len(p["rows"]) == 10 and p["rows"][0] == ["0", "x"] and p["columns"] == ["a", "b"]
+    png = bytes.fromhex("89504e470d0a1a0a0000000d494844520000000100000001")
+    assert preview_value(png)["src"].startswith("data:image/png;base64,")
+    text = preview_value("y" * 50_000)
+    assert text["kind"] == "text" and len(text["text"]) == 20_000 and text["length"] == 50_000
+
+
+def _segments_cross_box(points: list[tuple[float, float]], box: tuple[float, float, float, float]) -> bool:
+    x0, y0, x1, y1 = box
+    for (ax, ay), (bx, by) in zip(points, points[1:]):
+        for k in range(1, 50):  # sample each segment finely
+            t = k / 50
+            x, y = ax + (bx - ax) * t, ay + (by - ay) * t
+            if x0 < x < x1 and y0 < y < y1:
+                return True
+    return False
+
+
+def test_flow_graph_svg_routes_long_edges_around_boxes() -> None:
+    from conftest import make_flow
+    from flowcell.graph import build_graph
+    from flowcell.widgets.graphmodel import BOX_H, BOX_W, graph_model, layout, flow_graph_svg
+
+    graph = build_graph(make_flow(
+        "%%step start\nself.next(self.a, self.stats)\n%%step a\nself.next(self.b)\n%%step b\nself.next(self.c)\n"
+        "%%step c\nself.next(self.join)\n%%step stats\nself.next(self.join)\n%%step join(inputs)\n"
+        "self.next(self.end)\n%%step end\npass"))
+    model = graph_model(graph, {"start": "completed", "stats": "failed"})
+    assert {(e["source"], e["target"]): e["kind"] for e in model["edges"]}[("stats", "join")] == "join"
+    assert {(e["source"], e["target"]): e["kind"] for e in model["edges"]}[("start", "a")] == "branch"
+    lay = layout(model)
+    boxes = {n: (cx - BOX_W / 2, y, cx + BOX_W / 2, y + BOX_H) for n, (cx, y) in lay["boxes"].items()}
+    for edge, points in zip(model["edges"], lay["paths"]):
+        others = [b for n, b in boxes.items() if n not in (edge["source"], edge["target"])]
+        assert not any(_segments_cross_box(points, b) for b in others), f"{edge} runs through a box"
+    svg = flow_graph_svg(graph, {"start": "completed", "stats": "failed"})
+    assert svg.startswith("<svg") and svg.count("<rect") == 7 and "never run" in svg
+
+
+def test_flow_graph_svg_shows_statuses_and_conditions() -> None:
     from conftest import make_flow
     from flowcell.graph import build_graph
     from flowcell.widgets import flow_graph_svg
@@ -155,32 +208,8 @@ def test_flow_graph_svg_shows_statuses() -> None:
                                   "%%step a\nself.next(self.end)\n%%step b\nself.next(self.end)\n%%step end\npass"))
     svg = flow_graph_svg(graph, {"start": "completed", "a": "failed"})
     assert svg.startswith("<svg") and svg.count("<rect") == 4
-    assert "#2da44e" in svg and "#cf222e" in svg and "never run" in svg and ">x</text>" in svg
-
-
-def test_run_browser_filters_drills_down_and_compares(runtime: Any, comms: list[RecordingComm]) -> None:
-    from flowcell.widgets import RunBrowser
-
-    text = "%%step start\nself.v = VALUE\nprint('log line')\nself.next(self.end)\n%%step end\npass"
-    run(runtime, text.replace("VALUE", "1"), name="BrowseFlow", tags=["first"])
-    run(runtime, text.replace("VALUE", "2"), name="BrowseFlow")
-    browser = RunBrowser("BrowseFlow")
-    assert len(browser.runs.options) == 2 and browser.runs.value == "2"
-    browser.tags.value = "first"
-    browser.refresh()
-    assert [v for _, v in browser.runs.options] == ["1"]
-    browser.tags.value = ""
-    browser.refresh()
-    browser.steps.value = "start"
-    browser.tasks.value = browser.tasks.options[0][1]
-    assert "log line" in browser.detail.children[1].value
-    assert "<b>v</b>" in browser.detail.children[0].value
-    browser.compare_with.value = "1"
-    assert "BrowseFlow/2" in browser.comparison.value and "background:#fff8c5" in browser.comparison.value
-    browser.namespace.value = "user:nobody"
-    browser.refresh()
-    assert browser.runs.options == ()
-    assert "no runs" in browser.fallback_text()
+    assert "#1a7f37" in svg and "#cf222e" in svg and "never run" in svg and ">x</text>" in svg
+    assert "fc-edge-conditional" in svg
 
 
 def test_notebook_shows_widgets_cards_graph_with_fallbacks(tmp_path: Path) -> None:

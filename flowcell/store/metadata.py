@@ -241,14 +241,14 @@ class MetadataStore:
     def flows(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT flow FROM runs ORDER BY flow")]
 
-    def runs(
-        self,
-        flow: str,
-        tags: tuple[str, ...] = (),
-        status: str | None = None,
-        limit: int | None = None,
-    ) -> list[RunRecord]:
-        """Runs of ``flow`` newest first, having every tag in ``tags``.
+    #: Columns the run browser may sort by (whitelisted: they are spliced into SQL).
+    SORT_COLUMNS = {
+        "id": "r.run_number", "status": "r.status", "user": "r.user", "started": "r.created_at",
+        "duration": "(COALESCE(r.finished_at, ?) - r.created_at)",
+    }
+
+    def _run_filter(self, flow: str, tags: tuple[str, ...], status: str | None) -> tuple[str, list[Any]]:
+        """FROM/WHERE of a query over ``flow``'s runs having every tag in ``tags``.
 
         The first tag drives the query through the tag index (callers put the most
         selective tag first: user tags before the namespace), the others are
@@ -257,14 +257,12 @@ class MetadataStore:
         args: list[Any] = [flow]
         if tags:
             # CROSS JOIN pins the tag index as the outer loop (SQLite keeps that order).
-            sql = ("SELECT r.* FROM run_tags d CROSS JOIN runs r ON r.flow = d.flow AND r.run_number = d.run_number"
+            sql = (" FROM run_tags d CROSS JOIN runs r ON r.flow = d.flow AND r.run_number = d.run_number"
                    " WHERE d.flow = ? AND d.tag = ?")
             args.append(tags[0])
-            rest = tags[1:]
         else:
-            sql = "SELECT r.* FROM runs r WHERE r.flow = ?"
-            rest = ()
-        for tag in rest:
+            sql = " FROM runs r WHERE r.flow = ?"
+        for tag in tags[1:]:
             sql += (
                 " AND EXISTS (SELECT 1 FROM run_tags t WHERE t.flow = r.flow"
                 " AND t.run_number = r.run_number AND t.tag = ?)"
@@ -273,11 +271,57 @@ class MetadataStore:
         if status is not None:
             sql += " AND r.status = ?"
             args.append(status)
-        sql += " ORDER BY d.run_number DESC" if tags else " ORDER BY r.run_number DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return self._runs_from_rows(self._query(sql, tuple(args)))
+        return sql, args
+
+    def runs(
+        self,
+        flow: str,
+        tags: tuple[str, ...] = (),
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        sort: str = "id",
+        descending: bool = True,
+    ) -> list[RunRecord]:
+        """Runs of ``flow`` having every tag in ``tags``, newest first unless ``sort`` says otherwise.
+
+        ``limit``/``offset`` page through the result in SQL (the run browser shows
+        one page of 10,000 runs without reading the others); ``sort`` is one of
+        :attr:`SORT_COLUMNS`, ties broken by run number.
+        """
+        if sort not in self.SORT_COLUMNS:
+            raise ValueError(f"Cannot sort runs by {sort!r}; choose one of {', '.join(self.SORT_COLUMNS)}.")
+        where, args = self._run_filter(flow, tags, status)
+        column = self.SORT_COLUMNS[sort]
+        order_args: list[Any] = [time.time()] if "?" in column else []
+        direction = "DESC" if descending else "ASC"
+        # With a tag filter the tag index already yields run numbers in order.
+        number = "d.run_number" if tags else "r.run_number"
+        order = f"{number} {direction}" if sort == "id" else f"{column} {direction}, {number} DESC"
+        sql = f"SELECT r.*{where} ORDER BY {order}"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            order_args += [-1 if limit is None else limit, offset]
+        return self._runs_from_rows(self._query(sql, (*args, *order_args)))
+
+    def count_runs(self, flow: str, tags: tuple[str, ...] = (), status: str | None = None) -> int:
+        """How many runs :meth:`runs` would list without a limit (one COUNT, no rows read)."""
+        where, args = self._run_filter(flow, tags, status)
+        return int(self._query(f"SELECT COUNT(*){where}", tuple(args))[0][0])
+
+    def reused_counts(self, flow: str, run_numbers: list[int]) -> dict[int, int]:
+        """Per run, how many of its tasks were taken from another run (resume clones, ``--reuse``)."""
+        out = {n: 0 for n in run_numbers}
+        for chunk in range(0, len(run_numbers), 900):  # SQLite's bound-parameter limit
+            part = run_numbers[chunk:chunk + 900]
+            marks = ",".join("?" * len(part))
+            for row in self._query(
+                f"SELECT run_number, COUNT(*) FROM tasks WHERE flow = ? AND run_number IN ({marks})"
+                " AND origin IS NOT NULL AND step NOT LIKE '\\_%' ESCAPE '\\' GROUP BY run_number",
+                (flow, *part),
+            ):
+                out[row[0]] = int(row[1])
+        return out
 
     def set_tags(self, flow: str, run_number: int, add: list[str], remove: list[str],
                  max_tags: int | None = None) -> None:

@@ -1,0 +1,173 @@
+/** One run: header, parameters, graph by status, timeline, tasks, a task's detail, a comparison. */
+import { artifactList } from './artifacts';
+import { AnyModel, h, seconds, size, status, when } from './dom';
+import { GraphModel, GraphView } from './graph';
+import { taskLabel, timeline, TimelineTask } from './timeline';
+
+export interface RunData {
+  id: string;
+  pathspec: string;
+  status: string;
+  user: string;
+  started: number;
+  finished: number | null;
+  duration: number | null;
+  tags: string[];
+  system_tags: string[];
+  params: Record<string, string>;
+  reused: number;
+  origin: string | null;
+  graph: GraphModel;
+  tasks: (TimelineTask & { attempt: number; duration: number | null; origin: string | null; exception: string | null })[];
+  workers: number;
+}
+
+export interface RunViewContext {
+  model: AnyModel;
+  run: RunData;
+  detail: any;
+  comparison: any;
+  compareOptions: { id: string; pathspec: string }[];
+  open: Set<string>;
+  state: { step: string; tab: string };
+  rerender: () => void;
+  onTask: (pathspec: string) => void;
+  onCompare?: (runId: string) => void;
+  onClose?: () => void;
+  disposers: (() => void)[];
+}
+
+export function renderRun(ctx: RunViewContext): HTMLElement {
+  const { run } = ctx;
+  const head = h('div', { class: 'fc-run-head' },
+    ctx.onClose ? h('button', { class: 'fc-button fc-back', onclick: ctx.onClose, title: 'Back to all runs' }, '← Runs') : null,
+    h('span', { class: 'fc-run-title' }, run.pathspec), status(run.status),
+    h('span', { class: 'fc-muted' }, `${run.user} · started ${when(run.started)} · ${seconds(run.duration)}`),
+    run.origin ? h('span', { class: 'fc-chip' }, `resumed from ${run.origin}`) : null,
+    run.reused ? h('span', { class: 'fc-chip' }, `${run.reused} reused`) : null,
+    run.tags.map(t => h('span', { class: 'fc-chip fc-tag' }, t)));
+  const params = Object.keys(run.params).length
+    ? h('div', { class: 'fc-params' }, Object.entries(run.params).map(([k, v]) =>
+      h('span', { class: 'fc-param' }, h('span', { class: 'fc-muted' }, k), ' ', h('code', {}, v))))
+    : null;
+  const graph = new GraphView(run.graph, {
+    selected: ctx.state.step || undefined,
+    maxHeight: 360,
+    onStep: step => {
+      ctx.state.step = ctx.state.step === step ? '' : step;
+      ctx.rerender();
+    }
+  });
+  ctx.disposers.push(() => graph.dispose());
+  const selectedTask = ctx.detail?.pathspec as string | undefined;
+  const cols = h('div', { class: 'fc-run-columns' },
+    h('section', { class: 'fc-card' }, h('h4', {}, 'Graph'), graph.element),
+    h('section', { class: 'fc-card' }, h('h4', {}, 'Timeline'), timeline(run.tasks, ctx.onTask, selectedTask)));
+  return h('div', { class: 'fc-run' }, head, params, cols, tasksTable(ctx), taskDetail(ctx), compare(ctx));
+}
+
+function tasksTable(ctx: RunViewContext): HTMLElement {
+  const { run, state } = ctx;
+  const tasks = state.step ? run.tasks.filter(t => t.step === state.step) : run.tasks;
+  const rows = tasks.map(t => h('tr', {
+    class: `fc-click${ctx.detail?.pathspec === t.pathspec ? ' fc-selected' : ''}`,
+    onclick: () => ctx.onTask(t.pathspec)
+  },
+  h('td', {}, status(t.status)),
+  h('td', { class: 'fc-name' }, t.step),
+  h('td', { class: 'fc-num' }, t.id),
+  h('td', {}, t.foreach.map(f => h('span', { class: 'fc-chip' }, `#${f.index}`, f.value !== null && f.value !== undefined ? h('span', { class: 'fc-muted' }, ` ${f.value}`) : null))),
+  h('td', { class: 'fc-num' }, t.attempt ? String(t.attempt + 1) : ''),
+  h('td', {}, when(t.started)),
+  h('td', { class: 'fc-num' }, seconds(t.duration)),
+  h('td', { class: 'fc-muted' }, t.origin ? `from ${t.origin}` : t.exception ?? '')));
+  const filter = state.step
+    ? h('span', { class: 'fc-chip fc-filter' }, `step: ${state.step} `, h('button', { class: 'fc-link', onclick: () => { state.step = ''; ctx.rerender(); } }, '✕'))
+    : h('span', { class: 'fc-muted' }, 'click a step in the graph to filter');
+  return h('section', { class: 'fc-card' }, h('h4', {}, `Tasks (${tasks.length})`, ' ', filter),
+    h('div', { class: 'fc-table-scroll fc-tasks-scroll' },
+      h('table', { class: 'fc-table' }, h('thead', {}, h('tr', {}, ['status', 'step', 'task', 'foreach', 'attempt', 'started', 'duration', ''].map(c => h('th', {}, c)))),
+        h('tbody', {}, rows))));
+}
+
+function cardFrame(html: string): HTMLIFrameElement {
+  // No scripts run in a card; same-origin lets the frame be sized to its content.
+  const frame = h('iframe', { class: 'fc-card-frame', sandbox: 'allow-same-origin', srcdoc: html });
+  frame.addEventListener('load', () => {
+    const doc = frame.contentDocument;
+    if (doc) {
+      frame.style.height = `${Math.max(doc.documentElement.scrollHeight, doc.body?.scrollHeight ?? 0) + 2}px`;
+    }
+  });
+  return frame;
+}
+
+function taskDetail(ctx: RunViewContext): HTMLElement | null {
+  const d = ctx.detail;
+  if (!d || !d.pathspec) {
+    return h('section', { class: 'fc-card fc-muted' }, 'Select a task in the timeline or the table to see its artifacts, logs and cards.');
+  }
+  const tabs: [string, string, () => HTMLElement][] = [
+    ['artifacts', `Artifacts (${d.artifacts.length})`, () => artifactList(ctx.model, d.pathspec, d.artifacts, ctx.open, ctx.rerender)],
+    ['logs', 'Logs', () => h('div', { class: 'fc-logs' },
+      h('div', { class: 'fc-log-label' }, 'stdout'), h('pre', { class: 'fc-pre fc-stdout' }, d.stdout || '(empty)'),
+      h('div', { class: 'fc-log-label fc-err-label' }, 'stderr'), h('pre', { class: 'fc-pre fc-stderr' }, d.stderr || '(empty)'))],
+    ['cards', `Cards (${d.cards.length})`, () => d.cards.length
+      ? h('div', {}, d.cards.map((c: any) => cardFrame(c.html)))
+      : h('div', { class: 'fc-empty' }, 'No cards: add @card to the step.')]
+  ];
+  if (d.exception) {
+    tabs.push(['exception', 'Exception', () => h('div', {},
+      h('div', { class: 'fc-error-text' }, `${d.exception.ename}: ${d.exception.evalue}`),
+      h('pre', { class: 'fc-pre fc-stderr' }, d.exception.text || ''))]);
+  }
+  if (!tabs.some(t => t[0] === ctx.state.tab)) {
+    ctx.state.tab = d.exception ? 'exception' : 'artifacts';
+  }
+  const bar = h('div', { class: 'fc-tabs', role: 'tablist' }, tabs.map(([key, label]) =>
+    h('button', {
+      class: `fc-tab${ctx.state.tab === key ? ' fc-active' : ''}${key === 'exception' ? ' fc-tab-error' : ''}`,
+      role: 'tab',
+      onclick: () => { ctx.state.tab = key; ctx.rerender(); }
+    }, label)));
+  const body = tabs.find(t => t[0] === ctx.state.tab)![2]();
+  return h('section', { class: 'fc-card' },
+    h('h4', {}, d.pathspec, ' ', status(d.status), d.attempt ? h('span', { class: 'fc-muted' }, ` attempt ${d.attempt + 1}`) : null),
+    bar, h('div', { class: 'fc-tab-body' }, body));
+}
+
+function compare(ctx: RunViewContext): HTMLElement | null {
+  if (!ctx.onCompare) {
+    return null;
+  }
+  const others = ctx.compareOptions.filter(r => r.id !== ctx.run.id);
+  const select = h('select', {
+    class: 'fc-select',
+    onchange: (ev: Event) => ctx.onCompare!((ev.target as HTMLSelectElement).value)
+  }, h('option', { value: '' }, 'compare with…'), others.map(r => {
+    const o = h('option', { value: r.id }, r.pathspec);
+    o.selected = ctx.comparison?.b === r.pathspec;
+    return o;
+  }));
+  const c = ctx.comparison;
+  let table: HTMLElement | null = null;
+  if (c && c.a) {
+    const diffCount = c.params.filter((p: any) => !p.same).length + c.artifacts.filter((a: any) => !a.same).length;
+    const val = (x: any) => x === null || x === undefined
+      ? h('span', { class: 'fc-muted' }, 'absent')
+      : (typeof x === 'string' ? h('code', {}, x)
+        : h('span', {}, x.value !== undefined ? h('code', {}, x.value) : h('span', { class: 'fc-muted' }, `${x.type}, ${size(x.size)}`)));
+    const row = (kind: string, r: any) => h('tr', { class: r.same ? '' : 'fc-diff' },
+      h('td', { class: 'fc-diff-mark', title: r.same ? 'same' : 'different' }, r.same ? '' : '≠'),
+      h('td', { class: 'fc-muted' }, kind), h('td', { class: 'fc-name' }, r.name), h('td', {}, val(r.a)), h('td', {}, val(r.b)));
+    table = h('div', {},
+      h('div', { class: 'fc-muted' }, diffCount ? `${diffCount} difference${diffCount === 1 ? '' : 's'}` : 'No differences in parameters or end artifacts.'),
+      h('div', { class: 'fc-table-scroll' }, h('table', { class: 'fc-table fc-compare' },
+        h('thead', {}, h('tr', {}, h('th', {}), h('th', {}), h('th', {}, 'name'),
+          h('th', {}, c.a, ' ', status(c.a_status)), h('th', {}, c.b, ' ', status(c.b_status)))),
+        h('tbody', {}, c.params.map((p: any) => row('parameter', p)), c.artifacts.map((a: any) => row('artifact', a))))));
+  }
+  return h('section', { class: 'fc-card' }, h('h4', {}, 'Compare ', select), table);
+}
+
+export { taskLabel };
