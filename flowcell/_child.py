@@ -21,6 +21,8 @@ from . import cards as cards_mod
 from . import client
 from ._flowspec import ArtifactView, FlowInstance, Inputs
 from ._hygiene import KernelCheck, end_descendants
+from ._metaflow_shim import install as install_metaflow_shim
+from ._metaflow_shim import project_fields
 from .current import current
 from .protocol import CARD_MIME, RESULT_MIME, CardSpec, CaughtException, CellCode, TaskError, TaskResult, TaskSpec
 from .store.blobs import BlobStore
@@ -98,7 +100,14 @@ def _format_error(exc: BaseException, cell_files: set[str]) -> TaskError:
             line = walk.tb_lineno
         walk = walk.tb_next
     plain = "".join(traceback.format_exception(type(exc), exc, tb))
-    return TaskError(type(exc).__name__, str(exc), list(lines), plain, line)
+    cls = type(exc)
+    return TaskError(cls.__name__, str(exc), list(lines), plain, line,
+                     qualname=f"{cls.__module__}.{cls.__qualname__}")  # Metaflow's .type: builtins.KeyError
+
+
+def _str_or_none(value: Any) -> str | None:
+    """Metaflow gives ids in ``current`` as strings."""
+    return None if value is None else str(value)
 
 
 def _load(store: BlobStore) -> Any:
@@ -113,6 +122,7 @@ def _load(store: BlobStore) -> Any:
 def _run(spec: TaskSpec) -> TaskResult:
     store = _store(spec.root)
     loader = _load(store)
+    install_metaflow_shim()  # `import metaflow` anywhere in the task is flowcell (issue 13)
     namespace: dict[str, Any] = {"__name__": "__main__", "__file__": spec.file, "__builtins__": __builtins__}
     cell_files = {c.filename for c in spec.code_cells} | {spec.step_cell.filename}
     env_before = dict(os.environ)
@@ -120,11 +130,12 @@ def _run(spec: TaskSpec) -> TaskResult:
     if spec.cwd:
         os.chdir(spec.cwd)
     join_inputs = spec.join_inputs
-    instance = FlowInstance(spec.flow, set(spec.steps), spec.inputs, loader, spec.foreach_stack)
+    instance = FlowInstance(spec.flow, set(spec.steps), spec.inputs, loader, spec.foreach_stack,
+                            step=spec.step, script_name=os.path.basename(spec.file or "") or None)
     cards = _card_collector(spec, instance)
     current._set(
-        flow_name=spec.flow, run_id=spec.run_id, origin_run_id=spec.origin_run_id,
-        step_name=spec.step, task_id=spec.task_id, retry_count=spec.retry_count,
+        flow_name=spec.flow, run_id=_str_or_none(spec.run_id), origin_run_id=_str_or_none(spec.origin_run_id),
+        step_name=spec.step, task_id=_str_or_none(spec.task_id), retry_count=spec.retry_count,
         namespace=spec.namespace, username=spec.username,
         parameter_names=spec.parameter_names, tags=spec.tags,
         is_running_flow=spec.run_id is not None, card=cards,
@@ -136,6 +147,8 @@ def _run(spec: TaskSpec) -> TaskResult:
     try:
         for cell in spec.code_cells:
             exec(compile(_compile_cell(cell), cell.filename, "exec"), namespace)
+        # @project's names depend on what the module code set (METAFLOW_BRANCH, ...)
+        current._values.update(project_fields(spec.flow_decorators, spec.flow, spec.username))
         fn = _step_function(spec, namespace)
         if join_inputs is not None:
             views = [ArtifactView(i.step, i.pathspec, i.artifacts, loader, i.frame) for i in join_inputs]
@@ -154,7 +167,8 @@ def _run(spec: TaskSpec) -> TaskResult:
         if not spec.catch_var:
             result.status, result.error = "failed", error
             return result
-        instance.__dict__["_fc_values"][spec.catch_var] = CaughtException(error.ename, error.evalue, error.text)
+        instance.__dict__["_fc_values"][spec.catch_var] = CaughtException(error.ename, error.evalue, error.text,
+                                                                          error.qualname)
         result.caught = error
     try:
         _outputs(spec, instance, store, result, caught=error is not None)

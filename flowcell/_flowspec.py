@@ -7,14 +7,17 @@ passed on to the next step as a reference (no bytes read or written).
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._exception_value import MetaflowException
 from .errors import FlowcellError, MergeArtifactsError
 
 #: Names of FlowSpec's API; a step may not overwrite them.
 RESERVED = frozenset(
-    {"next", "input", "index", "foreach_stack", "merge_artifacts", "name", "cmd", "script_name"}
+    {"next", "input", "index", "foreach_stack", "merge_artifacts", "name", "cmd", "script_name",
+     "_current_step", "_foreach_stack", "_flow_name"}
 )
 
 Loader = Callable[[dict[str, Any]], Any]
@@ -30,6 +33,37 @@ class StepRef:
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
+
+
+class UnhandledInMergeArtifactsException(MergeArtifactsError, MetaflowException):
+    """Metaflow's name for a conflict ``merge_artifacts`` cannot resolve (``.artifact_names``)."""
+
+    headline = "Unhandled artifacts in merge"
+
+    def __init__(self, msg: str, unhandled: list[str]) -> None:
+        MetaflowException.__init__(self, msg)
+        self.artifact_names = unhandled
+
+
+class MissingInMergeArtifactsException(FlowcellError, MetaflowException):
+    """Metaflow's name for ``merge_artifacts(include=...)`` naming artifacts no input has."""
+
+    headline = "Missing artifacts in merge"
+
+    def __init__(self, msg: str, unhandled: list[str]) -> None:
+        MetaflowException.__init__(self, msg)
+        self.artifact_names = unhandled
+
+
+class MergeArtifactsUsageError(FlowcellError, MetaflowException):
+    """``merge_artifacts`` called where or how it cannot work (Metaflow raises its base exception)."""
+
+    def __init__(self, msg: str) -> None:
+        MetaflowException.__init__(self, msg)
+
+
+#: One entry of Metaflow's ``self._foreach_stack`` (a namedtuple there too).
+ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
 
 
 class ArtifactView:
@@ -116,8 +150,12 @@ class FlowInstance:
         refs: dict[str, dict[str, Any]],
         loader: Loader,
         foreach_stack: list[dict[str, Any]],
+        step: str | None = None,
+        script_name: str | None = None,
     ) -> None:
         d = self.__dict__
+        d["_fc_step"] = step
+        d["_fc_script_name"] = script_name
         d["_fc_flow_name"] = flow_name
         d["_fc_steps"] = step_names
         d["_fc_refs"] = dict(refs)
@@ -143,6 +181,9 @@ class FlowInstance:
             return value
         if name in self._fc_steps:
             return StepRef(name)
+        member = _MEMBERS.get(name)
+        if member is not None:
+            return member(self)
         raise AttributeError(
             f"Flow {self._fc_flow_name} has no artifact or step named {name!r} here; "
             "set it on self in this step or in a step before it."
@@ -222,8 +263,10 @@ class FlowInstance:
         include: list[str] | None = None,
     ) -> None:
         """Carry over artifacts that agree across all inputs (by content address)."""
+        if not isinstance(inputs, Inputs):
+            raise MergeArtifactsUsageError("merge_artifacts() works only in a join step, given the join's inputs.")
         if exclude and include:
-            raise FlowcellError("merge_artifacts() takes include= or exclude=, not both.")
+            raise MergeArtifactsUsageError("merge_artifacts() takes include= or exclude=, not both.")
         exclude_set = set(exclude or [])
         candidates: dict[str, dict[str, Any]] = {}
         conflicts: set[str] = set()
@@ -240,12 +283,13 @@ class FlowInstance:
                     conflicts.add(name)
         missing = [n for n in include or [] if n not in candidates and n not in self._fc_values]
         if missing:
-            raise FlowcellError(f"merge_artifacts(include=...) names artifacts no input has: {', '.join(missing)}.")
+            raise MissingInMergeArtifactsException(
+                f"merge_artifacts(include=...) names artifacts no input has: {', '.join(missing)}.", missing)
         if conflicts:
-            raise MergeArtifactsError(
+            raise UnhandledInMergeArtifactsException(
                 "These artifacts have different values in the inputs of this join: "
                 f"{', '.join(sorted(conflicts))}. Set them explicitly (self.<name> = ...) "
-                "before calling merge_artifacts, or exclude them."
+                "before calling merge_artifacts, or exclude them.", sorted(conflicts)
             )
         for name, ref in candidates.items():
             self._fc_refs[name] = ref
@@ -253,3 +297,24 @@ class FlowInstance:
 
     def __repr__(self) -> str:
         return f"<flow {self._fc_flow_name}>"
+
+
+def _foreach_frames(flow: FlowInstance) -> list[Any]:
+    out = []
+    for frame in flow._fc_stack:
+        try:
+            value = _foreach_value(flow, frame)
+        except Exception:
+            value = None
+        out.append(ForeachFrame(frame.get("step", ""), frame["var"], frame["num_splits"], frame["index"], value))
+    return out
+
+
+#: FlowSpec's own members that flows and helpers read on ``self``, with Metaflow's meaning.
+_MEMBERS: dict[str, Callable[[FlowInstance], Any]] = {
+    "name": lambda f: f._fc_flow_name,
+    "_flow_name": lambda f: f._fc_flow_name,
+    "_current_step": lambda f: f.__dict__.get("_fc_step"),
+    "_foreach_stack": _foreach_frames,
+    "script_name": lambda f: f.__dict__.get("_fc_script_name"),
+}

@@ -17,6 +17,13 @@ _FIELDS = (
     "tags",
     "is_running_flow",
     "card",
+    # @project (Metaflow's project decorator), None without it
+    "project_name",
+    "project_flow_name",
+    "branch_name",
+    "is_production",
+    # @parallel: (main_ip, num_nodes, node_index, control_task_id)
+    "parallel",
 )
 
 

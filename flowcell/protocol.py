@@ -92,6 +92,8 @@ class TaskSpec:
     environment: dict[str, str] = field(default_factory=dict)
     client_root: str | None = None
     cards: list[CardSpec] = field(default_factory=list)
+    #: Flow-level decorators (``@project(name=...)``) as written: ``current`` reads them.
+    flow_decorators: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -119,6 +121,8 @@ class TaskError:
     line: int | None = None
     interrupted: bool = False
     kernel_died: bool = False
+    #: Fully qualified class name (``builtins.KeyError``): Metaflow's ``.type``.
+    qualname: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +130,7 @@ class TaskError:
     def record(self) -> dict[str, Any]:
         """The form stored with the task in the metadata (what ``Task.exception`` reads)."""
         return {"ename": self.ename, "evalue": self.evalue, "traceback": self.traceback, "text": self.text,
-                "line": self.line}
+                "line": self.line, "qualname": self.qualname}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskError:
@@ -172,15 +176,22 @@ class TaskResult:
 
 
 class CaughtException:
-    """What ``@catch(var=...)`` stores: the exception's type, message and traceback."""
+    """What ``@catch(var=...)`` stores, with the attributes of Metaflow's value:
+    ``.exception`` (the message), ``.type`` (fully qualified class name), ``.stacktrace``."""
 
-    def __init__(self, ename: str, evalue: str, traceback_text: str) -> None:
-        self.type = ename
-        self.message = evalue
-        self.traceback = traceback_text
+    def __init__(self, ename: str, evalue: str, traceback_text: str, qualname: str | None = None) -> None:
+        self.type = qualname or ename
+        self.message = self.exception = evalue
+        self.traceback = self.stacktrace = traceback_text
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # values pickled before these attributes existed
+        self.__dict__.update(state)
+        self.__dict__.setdefault("exception", state.get("message"))
+        self.__dict__.setdefault("stacktrace", state.get("traceback"))
 
     def __repr__(self) -> str:
         return f"CaughtException({self.type}: {self.message})"
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
+        return self.stacktrace or f"{self.type}: {self.message}"

@@ -202,7 +202,7 @@ pass
 """, name="CurFlow")
     info = r["start"].task.data.info
     task = r["start"].task
-    assert info["flow"] == "CurFlow" and info["run"] == result.run_number and info["step"] == "start"
+    assert info["flow"] == "CurFlow" and info["run"] == str(result.run_number) and info["step"] == "start"
     assert info["pathspec"] == task.pathspec
     assert info["user"] == "tester" and info["ns"] == "user:tester"
     assert info["params"] == ["alpha"] and info["retry"] == 0 and info["running"] is True

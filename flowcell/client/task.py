@@ -173,8 +173,11 @@ class Task(Recorded):
 
     @property
     def exception(self) -> str | None:
+        """``"Type: message"``, with Metaflow's ``.exception``/``.type``/``.stacktrace``; None if none."""
+        from .._exception_value import TaskException  # small module, only needed here
+
         exc = self._record.exception
-        return None if not exc else f"{exc.get('ename')}: {exc.get('evalue')}"
+        return None if not exc else TaskException(exc)
 
     @property
     def traceback(self) -> str | None:

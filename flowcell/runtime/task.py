@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._exception_value import FAILURE_HANDLED_BY_CATCH
 from ..errors import KernelDiedError
 from ..model import FlowSource, StepCell
 from ..protocol import CARD_MIME, CaughtException, RESULT_MIME, CardSpec, CellCode, JoinInput, NodeSpec, TaskError, TaskResult, TaskSpec
@@ -84,6 +85,7 @@ class TaskRequest:
             cards=[] if self.skip_decorators else [
                 CardSpec(type=d.kwargs.get("type", "default"), id=d.kwargs.get("id"))
                 for d in cell.decorators if d.name == "card"],
+            flow_decorators=list(self.flow.flow_decorators),
         )
 
 
@@ -127,8 +129,9 @@ def retry_policy(cell: StepCell, skip: bool = False) -> tuple[int, float]:
     if deco is None:
         return 0, 0.0
     times = int(deco.kwargs.get("times", DEFAULT_RETRY_TIMES))
-    minutes = float(deco.kwargs.get("minutes_between_retries", DEFAULT_MINUTES_BETWEEN_RETRIES))
-    return times, minutes * 60
+    # Metaflow's local runtime retries at once; only orchestrators (Argo, Step Functions,
+    # Airflow) wait minutes_between_retries, which the export keeps for them.
+    return times, 0.0
 
 
 async def run_in_kernel(
@@ -297,7 +300,8 @@ async def _caught_in_parent(
     """@catch for a task whose kernel died: record the error, pass inputs through."""
     error = failed.error or TaskError("Error", "")
     store = BlobStore(request.root)
-    value = CaughtException(error.ename, error.evalue, error.text)
+    # As Metaflow: a task that died without raising is caught as FailureHandledByCatch.
+    value = CaughtException(error.ename, error.evalue, error.text, FAILURE_HANDLED_BY_CATCH)
     artifacts = dict(request.inputs or {})
     artifacts[catch_var] = dump_artifact(store, catch_var, value, step=request.step).to_json()
     return TaskOutcome(status="ok", attempt=failed.attempt, artifacts=artifacts, created=[catch_var],

@@ -1,0 +1,231 @@
+"""``import metaflow`` inside a flowcell task resolves to flowcell.
+
+A Metaflow flow does not only import Metaflow at the top of ``flow.py``: step bodies,
+helper modules and libraries do ``from metaflow import current, Task``,
+``from metaflow.exception import MetaflowException`` or
+``from metaflow.cards import get_cards``.  Inside a flowcell task each of those must be
+the running flow's ``current``, flowcell's Client and flowcell's exceptions, or the
+step would read an empty ``current`` and Metaflow's own (empty) store.
+
+:func:`install` puts a meta-path finder first on ``sys.meta_path`` that serves
+``metaflow`` and the submodules flows use from small modules built here out of
+flowcell's implementations.  Any other ``metaflow.*`` submodule is not found (one
+clear ``ModuleNotFoundError``) rather than half-loading the real package.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._exception_value import (CardNotPresentException, ExternalCommandFailed, MetaflowException,
+                               MetaflowExceptionWrapper)
+from .errors import FlowcellError
+
+
+def _passthrough(name: str) -> Callable[..., Any]:
+    """A decorator usable bare (``@step``) or called (``@retry(times=2)``): flowcell reads
+    decorators from the source, so at run time it only has to leave the function alone."""
+
+    def decorator(*args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and not kwargs and (callable(args[0]) or isinstance(args[0], type)):
+            return args[0]
+        return lambda f: f
+
+    decorator.__name__ = name
+    return decorator
+
+
+_DECORATORS = (
+    "step", "card", "retry", "catch", "timeout", "environment", "resources", "project", "parallel", "batch",
+    "kubernetes", "pypi", "conda", "pypi_base", "conda_base", "schedule", "trigger", "trigger_on_finish",
+    "secrets", "unbounded_test_foreach_internal", "exit_hook", "checkpoint", "model", "huggingface_hub",
+)
+
+
+class FlowSpec:
+    """Stands in for Metaflow's ``FlowSpec`` in module code a task executes.
+
+    A flowcell task runs the step bodies itself; the class exists so that the name
+    imports and a ``FlowSpec`` subclass can be defined.
+    """
+
+    def __init__(self, use_cli: bool = True) -> None:
+        if use_cli:
+            raise FlowcellError("Run this flow with `flowcell run FLOW_FILE`, not by instantiating the class.")
+
+
+class _Mutator:
+    """Metaflow's ``FlowMutator``/``StepMutator``/``UserStepDecorator`` base classes (no local effect)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args, self._kwargs = args, kwargs
+
+
+def _config_expr(expr: str) -> str:
+    return expr
+
+
+def _is_stringish(x: Any) -> bool:
+    return isinstance(x, (str, bytes, bytearray))
+
+
+def _to_unicode(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, (bytes, bytearray)) else str(x)
+
+
+def _lazy(module: str, names: Sequence[str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` taking ``names`` from a flowcell module on first use."""
+
+    def getattr_(name: str) -> Any:
+        if name in names:
+            import importlib
+
+            return getattr(importlib.import_module(module), name)
+        raise AttributeError(f"flowcell does not provide metaflow's {name!r} inside a task.")
+
+    return getattr_
+
+
+_CLIENT = ("Flow", "Run", "Step", "Task", "DataArtifact", "namespace", "get_namespace", "default_namespace",
+           "inspect_spin")
+
+
+def _build(name: str) -> types.ModuleType:
+    """The module that stands for ``name`` (a key of :data:`MODULES`)."""
+    import flowcell
+    from . import errors
+
+    mod = types.ModuleType(name)
+    mod.__path__ = []  # a package: its submodules come from this finder only
+    attrs: dict[str, Any] = {}
+    if name == "metaflow":
+        attrs.update({d: _passthrough(d) for d in _DECORATORS})
+        attrs.update(
+            current=flowcell.current, Parameter=flowcell.Parameter, IncludeFile=flowcell.IncludeFile,
+            Config=flowcell.Config, JSONType=flowcell.JSONType, FlowSpec=FlowSpec, config_expr=_config_expr,
+            FlowMutator=_Mutator, StepMutator=_Mutator, UserStepDecorator=_Mutator,
+            user_step_decorator=_passthrough("user_step_decorator"), MetaflowException=MetaflowException,
+        )
+        attrs["__getattr__"] = _lazy_many({**{n: "flowcell.client" for n in _CLIENT}, "Runner": "flowcell.runner",
+                                           "get_cards": "flowcell.cards"})
+    elif name == "metaflow.client":
+        attrs["__getattr__"] = _lazy("flowcell.client", _CLIENT)
+    elif name == "metaflow.exception":
+        attrs.update(
+            MetaflowException=MetaflowException, MetaflowNamespaceMismatch=errors.NamespaceMismatch,
+            MetaflowNotFound=errors.NotFoundError, MetaflowInternalError=FlowcellError,
+            ExternalCommandFailed=ExternalCommandFailed, MetaflowExceptionWrapper=MetaflowExceptionWrapper,
+        )
+        attrs["__getattr__"] = _lazy("flowcell._flowspec", ("MissingInMergeArtifactsException",
+                                                             "UnhandledInMergeArtifactsException"))
+    elif name == "metaflow.cards":
+        attrs["__getattr__"] = _lazy("flowcell.cards", (
+            "get_cards", "Markdown", "Table", "Image", "Artifact", "ProgressBar", "VegaChart",
+            "MetaflowCardComponent"))
+    elif name == "metaflow.plugins.cards.exception":
+        attrs["CardNotPresentException"] = CardNotPresentException
+    elif name == "metaflow.util":
+        attrs.update(is_stringish=_is_stringish, to_unicode=_to_unicode)
+    elif name == "metaflow.metaflow_current":
+        attrs.update(current=flowcell.current, Current=type(flowcell.current))
+    elif name == "metaflow.parameters":
+        attrs.update(Parameter=flowcell.Parameter, JSONType=flowcell.JSONType)
+    elif name == "metaflow.includefile":
+        attrs.update(IncludeFile=flowcell.IncludeFile, IncludedFile=_IncludedFile)
+    mod.__dict__.update(attrs)
+    return mod
+
+
+class _IncludedFile:
+    """Metaflow wraps an included file's content in this; flowcell gives the content itself."""
+
+
+def _lazy_many(table: dict[str, str]) -> Callable[[str], Any]:
+    def getattr_(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"flowcell does not provide metaflow's {name!r} inside a task.")
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+    return getattr_
+
+
+#: The ``metaflow`` modules a flowcell task provides.
+MODULES = frozenset({
+    "metaflow", "metaflow.client", "metaflow.exception", "metaflow.cards", "metaflow.plugins",
+    "metaflow.plugins.cards", "metaflow.plugins.cards.exception", "metaflow.util", "metaflow.metaflow_current",
+    "metaflow.parameters", "metaflow.includefile",
+})
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves :data:`MODULES`; other ``metaflow.*`` names are not found."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname in MODULES:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return _build(spec.name)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+_finder = _Finder()
+
+
+def install() -> None:
+    """Make ``metaflow`` (and the submodules flows use) resolve to flowcell in this process."""
+    if sys.meta_path and sys.meta_path[0] is _finder:
+        return
+    if _finder in sys.meta_path:
+        sys.meta_path.remove(_finder)
+    sys.meta_path.insert(0, _finder)
+    for name in [n for n in sys.modules if n == "metaflow" or n.startswith("metaflow.")]:
+        if getattr(getattr(sys.modules[name], "__spec__", None), "loader", None) is not _finder:
+            del sys.modules[name]  # a real Metaflow imported earlier would shadow flowcell's
+
+
+def project_fields(flow_decorators: list[str], flow_name: str, username: str | None) -> dict[str, Any]:
+    """``current.project_name``/``branch_name``/``project_flow_name``/``is_production`` for a local run.
+
+    Metaflow's ``@project`` semantics: ``--branch B`` (``METAFLOW_BRANCH``) gives
+    ``test.B``, ``--production`` (``METAFLOW_PRODUCTION``) gives ``prod`` (or ``prod.B``),
+    otherwise ``user.NAME``.  Read after the module code ran, which may set them.
+    """
+    import ast
+    import os
+
+    name = None
+    for source in flow_decorators:
+        try:
+            expr = ast.parse(source.lstrip("@"), mode="eval").body
+        except SyntaxError:
+            continue
+        if isinstance(expr, ast.Call) and ast.unparse(expr.func).split(".")[-1] == "project":
+            for kw in expr.keywords:
+                if kw.arg == "name":
+                    try:
+                        name = ast.literal_eval(kw.value)
+                    except ValueError:
+                        name = None
+    if not name:
+        return {}
+    branch = os.environ.get("METAFLOW_BRANCH") or None
+    production = os.environ.get("METAFLOW_PRODUCTION", "").lower() in ("1", "true", "yes", "y", "on")
+    if branch:
+        branch_name = f"{'prod' if production else 'test'}.{branch}"
+    else:
+        branch_name = "prod" if production else f"user.{username}"
+    return {"project_name": name, "branch_name": branch_name, "is_production": production,
+            "project_flow_name": f"{name}.{branch_name}.{flow_name}"}

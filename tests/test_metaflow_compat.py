@@ -1,0 +1,127 @@
+"""Metaflow's semantics inside flowcell tasks (issue 13), met the way a flow author meets them.
+
+Metaflow's whole core suite runs under ``tests/compat/`` when a Metaflow checkout is
+given; these tests pin each behaviour with a small flow of their own.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from flowcell.client import Run
+from flowcell.importer import read_flow_file
+from flowcell.runtime.runs import start_run
+
+HELPER = '''
+from metaflow import current
+
+
+def where():
+    """A helper module importing metaflow: it must see the running task's current."""
+    return current.pathspec
+'''
+
+FLOW = '''
+import os
+from metaflow import FlowSpec, step, retry, catch, project
+from helper import where
+
+os.environ["METAFLOW_BRANCH"] = "feature"
+
+
+@project(name="demo")
+class CompatFlow(FlowSpec):
+
+    @step
+    def start(self):
+        from metaflow import current
+        from metaflow.exception import MetaflowException
+        self.seen_pathspec = current.pathspec
+        self.helper_pathspec = where()
+        self.run_id_type = type(current.run_id).__name__
+        self.project = (current.project_name, current.branch_name, current.project_flow_name)
+        self.step_here = self._current_step
+        self.items = [1, 2]
+        self.is_base = issubclass(MetaflowException, Exception)
+        self.next(self.each, foreach="items")
+
+    @retry(times=2, minutes_between_retries=5)
+    @step
+    def each(self):
+        from metaflow import current
+        self.frames = [(f.step, f.var, f.num_splits, f.index, f.value) for f in self._foreach_stack]
+        if current.retry_count < 1:
+            raise KeyError("not yet")
+        self.attempt = current.retry_count
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        from metaflow.exception import MetaflowException, UnhandledInMergeArtifactsException
+        try:
+            self.merge_artifacts(inputs)
+        except UnhandledInMergeArtifactsException as exc:
+            self.unhandled = sorted(exc.artifact_names)
+        try:
+            self.merge_artifacts(inputs, include=["a"], exclude=["b"])
+        except MetaflowException:
+            self.both_refused = True
+        self.next(self.end)
+
+    @catch(var="failure")
+    @step
+    def end(self):
+        from metaflow.exception import ExternalCommandFailed
+        raise ExternalCommandFailed("catch me!")
+
+
+if __name__ == "__main__":
+    CompatFlow()
+'''
+
+
+def test_metaflow_imports_inside_a_task_are_flowcells(runtime: Any, tmp_path: Path) -> None:
+    (tmp_path / "helper.py").write_text(textwrap.dedent(HELPER))
+    path = tmp_path / "compat_flow.py"
+    path.write_text(FLOW)
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "completed", result.failures
+    run = Run(result.pathspec, _check_namespace=False)
+    start = run["start"].task
+    assert start.data.seen_pathspec == start.pathspec == start.data.helper_pathspec
+    assert start.data.run_id_type == "str"
+    assert start.data.project == ("demo", "test.feature", "demo.test.feature.CompatFlow")
+    assert start.data.step_here == "start" and start.data.is_base
+    tasks = sorted(run["each"].tasks(), key=lambda t: t.index)
+    assert [t.data.frames for t in tasks] == [[("start", "items", 2, 0, 1)], [("start", "items", 2, 1, 2)]]
+    assert all(t.data.attempt == 1 for t in tasks), "retried at once, not after 5 minutes"
+    join = run["join"].task.data
+    assert join.unhandled == ["frames"] and join.both_refused  # attempt agrees (1 and 1)
+    failure = run["end"].task.data.failure
+    assert failure.type == "metaflow.exception.ExternalCommandFailed" and failure.exception == "catch me!"
+    assert "catch me!" in failure.stacktrace
+
+
+def test_task_exception_has_metaflows_attributes(runtime: Any, tmp_path: Path) -> None:
+    path = tmp_path / "failing.py"
+    path.write_text(textwrap.dedent('''
+        from metaflow import FlowSpec, step
+
+        class FailingFlow(FlowSpec):
+            @step
+            def start(self):
+                raise KeyError("Something has gone wrong")
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    '''))
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "failed"
+    exc = Run(result.pathspec, _check_namespace=False)["start"].task.exception
+    assert "KeyError" in str(exc)
+    assert exc.exception == "'Something has gone wrong'" and exc.type == "builtins.KeyError"
+    assert "raise KeyError" in exc.stacktrace
