@@ -1,37 +1,63 @@
-"""The kernel's end of the JupyterLab extension: one comm per notebook kernel.
+"""The kernel's end of the JupyterLab extension: a comm per connected front end.
 
-The Python side opens the comm (target ``flowcell``) when the extension loads and
-sends the flow's state after every change: the registered steps with their last
-status (never run, running, completed, failed), the graph as SVG and the recent
-runs.  The front end sends back small requests: ``spin-next`` (spin the cell about
-to be executed even if autospin is off) and ``refresh``.  Without JupyterLab (a
-terminal, nbclient) nobody answers the comm and nothing else changes.
+When the extension loads it registers the comm target ``flowcell`` and announces
+itself with a one-shot comm, so front ends already open connect at once.  Every front
+end (a page load or reload, a reopened notebook, a second browser tab, a kernel
+restart that loads flowcell again) opens its own comm to that target and gets the
+flow's state in reply: the steps with their last status (never run, running,
+completed, failed — this kernel's spins first, else the latest run in the store), the
+graph as SVG, the recent runs and flowcell's version.  After every change the state
+is sent on each open comm.
+
+The front end sends small requests: ``spin-next`` (spin the cell about to be executed
+even if autospin is off), ``refresh``, and ``cells`` with the ids of the notebook's
+cells in order, so cells deleted in the front end leave the flow.  Without a front
+end (a terminal, nbclient) no comm is opened and nothing else changes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._version import __version__
+
 TARGET = "flowcell"
 
 
 class LabBridge:
-    """Keeps the front end's view of one notebook's flow up to date."""
+    """Keeps every front end's view of one notebook's flow up to date."""
 
     def __init__(self, magics: Any) -> None:
         self.magics = magics
-        self.comm: Any = None
+        self.comms: dict[str, Any] = {}
         self.statuses: dict[str, str] = {}
+        self._manager: Any = None
 
     def open(self) -> None:
+        """Accept front ends' comms from now on, and tell those already connected."""
         import comm
 
-        try:
-            self.comm = comm.create_comm(target_name=TARGET, data=self.state())
-        except Exception:  # no front end that can take a comm (terminal IPython)
-            self.comm = None
-            return
-        self.comm.on_msg(self._on_msg)
+        self._manager = comm.get_comm_manager()
+        self._manager.register_target(TARGET, self._on_open)
+        # Front ends connect with their own comm in reply; this one has said all it had to.
+        announce = comm.create_comm(target_name=TARGET, data={"type": "loaded", "version": __version__})
+        announce.close()
+
+    def close(self) -> None:
+        """Stop serving front ends (``%unload_ext flowcell``)."""
+        if self._manager is not None:
+            self._manager.unregister_target(TARGET, self._on_open)
+            self._manager = None
+        for comm in list(self.comms.values()):
+            comm.close()
+        self.comms.clear()
+
+    def _on_open(self, comm: Any, msg: dict[str, Any]) -> None:
+        comm_id = comm.comm_id
+        self.comms[comm_id] = comm
+        comm.on_msg(lambda m: self._on_msg(comm, m))
+        comm.on_close(lambda _m: self.comms.pop(comm_id, None))
+        self._send(comm, self.state())
 
     def set_status(self, step: str, status: str) -> None:
         self.statuses[step] = status
@@ -42,8 +68,10 @@ class LabBridge:
         from .widgets import flow_graph_svg, step_statuses
 
         flow = self.magics.current_flow()
-        latest = step_statuses(flow.name) if flow.steps else {}
-        steps = {name: self.statuses.get(name) or latest.get(name) or "never" for name in flow.steps}
+        # The store knows steps this kernel has not registered yet (after a restart).
+        latest = {k: v for k, v in step_statuses(flow.name).items() if v}
+        names = list(flow.steps) + [name for name in latest if name not in flow.steps]
+        steps = {name: self.statuses.get(name) or latest.get(name) or "never" for name in names}
         svg = ""
         if flow.steps:
             try:
@@ -52,7 +80,8 @@ class LabBridge:
                 svg = flow_graph_svg(build_graph(flow), {k: (None if v == "never" else v) for k, v in steps.items()})
             except Exception:  # a step cell that does not parse yet: no picture, still the list
                 svg = ""
-        return {"type": "state", "flow": flow.name, "steps": steps, "svg": svg, "runs": self._runs(flow.name)}
+        return {"type": "state", "flow": flow.name, "steps": steps, "svg": svg, "runs": self._runs(flow.name),
+                "version": __version__}
 
     @staticmethod
     def _runs(flow: str) -> list[dict[str, Any]]:
@@ -66,16 +95,29 @@ class LabBridge:
         return [{"id": r.id, "pathspec": r.pathspec, "status": r.status, "tags": sorted(r.user_tags)} for r in runs]
 
     def push(self) -> None:
-        if self.comm is not None:
-            try:
-                self.comm.send(self.state())
-            except Exception:  # the front end went away; keep working without it
-                self.comm = None
+        """Send the state to every connected front end (computed once, only if one is connected)."""
+        if not self.comms:
+            return
+        state = self.state()
+        for comm in list(self.comms.values()):
+            self._send(comm, state)
 
-    def _on_msg(self, msg: dict[str, Any]) -> None:
+    def _send(self, comm: Any, state: dict[str, Any]) -> None:
+        try:
+            comm.send(state)
+        except Exception:  # that front end went away; the others keep their view
+            self.comms.pop(comm.comm_id, None)
+
+    def _on_msg(self, comm: Any, msg: dict[str, Any]) -> None:
         data = msg.get("content", {}).get("data", {}) or {}
         kind = data.get("type")
         if kind == "spin-next":
             self.magics._force_spin = True
         elif kind == "refresh":
-            self.push()
+            self._send(comm, self.state())
+        elif kind == "cells":
+            ids = [str(i) for i in data.get("ids") or []]
+            # The flow registry drops %%flow and %%step cells whose id is not among them.
+            retain = getattr(self.magics, "retain_cells", None)
+            if retain is not None and retain(ids):
+                self.push()

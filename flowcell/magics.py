@@ -444,6 +444,7 @@ def load(ipython: Any) -> None:
 def unload(ipython: Any) -> None:
     magics = _instances.pop(id(ipython), None)
     if magics is not None:
+        magics.bridge.close()
         try:
             ipython.events.unregister("pre_run_cell", magics.pre_run_cell)
         except ValueError:

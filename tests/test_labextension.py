@@ -93,16 +93,35 @@ def _notebook(path: Path, cells: list[str]) -> None:
     nbformat.write(nb, str(path))
 
 
-def _open(browser: Any, lab: dict[str, Any], name: str) -> Any:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}")
+def _open(browser: Any, lab: dict[str, Any], name: str, page: Any = None) -> Any:
+    """Open a notebook in a new page (or reload it in ``page``) and wait for its kernel."""
+    if page is None:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}")
+    else:
+        page.reload()
+    _wait_kernel(page)
+    return page
+
+
+def _wait_kernel(page: Any) -> None:
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext.session "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
                            timeout=60_000)
-    return page
+
+
+def _wait_badge(page: Any, step: str, text: str) -> None:
+    page.wait_for_function(f"document.querySelector(\".fc-badge[data-step='{step}']\")?.textContent.includes('{text}')",
+                           timeout=60_000)
+
+
+def _show_panel(page: Any) -> Any:
+    if not page.locator("#flowcell-panel").is_visible():
+        page.locator(".jp-SideBar.jp-mod-right [data-id='flowcell-panel']").click()
+    return page.locator("#flowcell-panel")
 
 
 def _shot(page: Any, name: str) -> None:
@@ -124,12 +143,13 @@ def test_badges_spin_shortcut_and_flow_panel(lab: dict[str, Any], browser: Any) 
     page.wait_for_function("document.querySelector(\".fc-badge[data-step='end']\")?.textContent.includes('never run')",
                            timeout=60_000)
     assert "start · never run" in badge.text_content()
-    # Ctrl+Shift+S on the start cell: saves, then spins the step of the active cell.
+    # F then S on the start cell (command mode): saves, then spins the step of the active cell.
     page.locator(".jp-Cell").nth(2).click()
     # The step cell's toolbar offers "Spin step" too.
     page.locator(".jp-Cell").nth(2).locator(".jp-cell-toolbar").get_by_text("Spin step").wait_for(timeout=10_000)
     page.keyboard.press("Escape")
-    page.keyboard.press("Control+Shift+S")
+    page.keyboard.press("f")
+    page.keyboard.press("s")
     page.wait_for_function("document.querySelector(\".fc-badge[data-step='start']\")?.textContent.includes('succeeded')",
                            timeout=60_000)
     output = page.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
@@ -148,7 +168,8 @@ def test_badges_spin_shortcut_and_flow_panel(lab: dict[str, Any], browser: Any) 
     # Run flow from the keyboard updates the panel's recent runs.
     page.locator(".jp-Cell").nth(3).click()
     page.keyboard.press("Escape")
-    page.keyboard.press("Control+Shift+R")
+    page.keyboard.press("f")
+    page.keyboard.press("r")
     panel.locator(".fc-run").first.wait_for(timeout=60_000)
     assert "LabFlow/1 · completed" in panel.locator(".fc-run").first.text_content()
     page.close()
@@ -205,3 +226,149 @@ def test_wheel_ships_the_prebuilt_extension_and_lab_reports_it(tmp_path: Path) -
     listing = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True)
     line = next(l for l in (listing.stdout + listing.stderr).splitlines() if l.strip().startswith("flowcell "))
     assert "enabled" in line and "OK" in line
+
+
+def test_reload_second_tab_reopen_and_restart_keep_the_badges(lab: dict[str, Any], browser: Any) -> None:
+    """Issue 11.3: every way a front end meets a kernel with flowcell asks it for the state."""
+    _notebook(lab["root"] / "reload.ipynb", [
+        "%load_ext flowcell\n%flowcell autospin off",
+        "%%flow ReloadFlow\nimport os",
+        "%%step start\nself.x = 1\nself.next(self.end)",
+        "%%step end\nprint(self.x)",
+        "run = %run_flow",
+    ])
+    page = _open(browser, lab, "reload.ipynb")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    _wait_badge(page, "end", "succeeded")
+    # The badge sits at the top of its cell: above the input and above the cell's output.
+    cell = page.locator(".jp-Cell").nth(2)
+    cell.locator(".jp-OutputArea-output").first.wait_for(timeout=30_000)
+    badge_y = cell.locator(".fc-badge").bounding_box()["y"]
+    assert badge_y < cell.locator(".jp-Cell-inputWrapper").bounding_box()["y"]
+    assert badge_y < cell.locator(".jp-Cell-outputWrapper").bounding_box()["y"]
+    page.evaluate("window.jupyterapp.shell.currentWidget.context.save()")
+
+    # A browser reload: the panel shows the flow (not "not loaded") and the badges their outcome.
+    _open(browser, lab, "reload.ipynb", page=page)
+    _wait_badge(page, "start", "succeeded")
+    _wait_badge(page, "end", "succeeded")
+    panel = _show_panel(page)
+    panel.locator("h3").first.wait_for(timeout=30_000)
+    assert panel.locator("h3").first.text_content() == "ReloadFlow"
+    assert panel.locator("button.fc-load").count() == 0
+    # Run flow right after the reload: no "Load flowcell?" dialog, a second run appears.
+    page.evaluate("window.jupyterapp.commands.execute('flowcell:run-flow')")
+    panel.get_by_text("ReloadFlow/2 · completed").wait_for(timeout=60_000)
+    assert page.locator(".jp-Dialog").count() == 0
+    _shot(page, "labextension-after-reload.png")
+
+    # A second browser tab on the same notebook and kernel.
+    second = browser.new_page(viewport={"width": 1400, "height": 900})
+    second.goto(f"{lab['base']}/lab/tree/reload.ipynb?token={lab['token']}")
+    _wait_kernel(second)
+    _wait_badge(second, "end", "succeeded")
+    second.close()
+
+    # Close the notebook (its kernel keeps running) and reopen it.
+    page.evaluate("window.jupyterapp.shell.currentWidget.dispose()")
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:open', {path: 'reload.ipynb'})")
+    _wait_kernel(page)
+    _wait_badge(page, "end", "succeeded")
+
+    # A kernel restart forgets flowcell: the panel offers to load it, and once loaded the
+    # badges come from the store although no cell has been run in the new kernel.
+    page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    button = panel.locator("button.fc-load")
+    button.wait_for(timeout=60_000)
+    _wait_badge(page, "end", "never run")
+    button.click()
+    _wait_badge(page, "start", "succeeded")
+    _wait_badge(page, "end", "succeeded")
+    page.close()
+
+
+def test_one_render_per_change_however_often_the_notebook_is_switched(lab: dict[str, Any], browser: Any) -> None:
+    """Issue 10.7: switching notebooks adds no listener (a leak would render the panel once per switch)."""
+    for name in ("left", "right"):
+        _notebook(lab["root"] / f"{name}.ipynb", ["%load_ext flowcell\n%flowcell autospin off",
+                                                   "%%step start\nself.next(self.end)", "%%step end\npass"])
+    page = _open(browser, lab, "left.ipynb")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    _wait_badge(page, "end", "never run")
+    panel = _show_panel(page)
+    panel.locator("h3").first.wait_for(timeout=30_000)
+    page.evaluate("""() => {
+        window.__renders = 0;
+        new MutationObserver(records => {
+            window.__renders += records.filter(r => [...r.addedNodes].some(n => n.tagName === 'H3')).length;
+        }).observe(document.querySelector('#flowcell-panel'), {childList: true});
+    }""")
+
+    def renders_for_one_change() -> int:
+        page.evaluate("window.jupyterapp.shell.activateById(window.jupyterapp.shell.currentWidget.id)")
+        before = page.evaluate("window.__renders")
+        marker = page.evaluate("window.jupyterapp.shell.currentWidget.content.widgets.length")
+        # Re-running a step cell with autospin off registers it and pushes the state once.
+        page.evaluate("(async () => { const nb = window.jupyterapp.shell.currentWidget;"
+                      " nb.content.activeCellIndex = 2;"
+                      " await window.jupyterapp.commands.execute('notebook:run-cell'); })()")
+        page.wait_for_function(f"window.__renders > {before}", timeout=30_000)
+        # Let any further (leaked) listeners fire before counting.
+        page.evaluate("new Promise(r => setTimeout(r, 1000))")
+        assert marker == page.evaluate("window.jupyterapp.shell.currentWidget.content.widgets.length")
+        return int(page.evaluate("window.__renders")) - int(before)
+
+    baseline = renders_for_one_change()
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:open', {path: 'right.ipynb'})")
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.context.path === 'right.ipynb' && "
+                           "window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel?.status === 'idle'",
+                           timeout=60_000)
+    for _ in range(4):
+        for name in ("left.ipynb", "right.ipynb"):
+            page.evaluate(f"window.jupyterapp.commands.execute('docmanager:open', {{path: '{name}'}})")
+            page.wait_for_function(f"window.jupyterapp.shell.currentWidget.context.path === '{name}'")
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:open', {path: 'left.ipynb'})")
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.context.path === 'left.ipynb'")
+    assert renders_for_one_change() == baseline
+    page.close()
+
+
+def test_kernel_svg_goes_through_the_sanitizer_and_typing_does_not_touch_badges(
+        lab: dict[str, Any], browser: Any) -> None:
+    """Issue 10.7: script and handlers in the kernel's SVG are dropped; typing is debounced."""
+    _notebook(lab["root"] / "hostile.ipynb", [
+        "%load_ext flowcell\n%flowcell autospin off\nimport flowcell.widgets as w\n_svg = w.flow_graph_svg\n"
+        "w.flow_graph_svg = lambda *a, **k: _svg(*a, **k).replace('</svg>', "
+        "'<script>window.__pwned = 1</script><image href=\"x\" onerror=\"window.__pwned = 2\"/></svg>')",
+        "%%step start\nself.next(self.end)",
+        "%%step end\npass",
+    ])
+    page = _open(browser, lab, "hostile.ipynb")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    panel = _show_panel(page)
+    panel.locator("g.fc-step[data-step='end']").wait_for(timeout=60_000)
+    page.evaluate("new Promise(r => setTimeout(r, 500))")
+    assert page.evaluate("window.__pwned") is None
+    assert panel.locator("script, image, [onerror]").count() == 0
+    # The graph still works: clicking a step selects its cell.
+    panel.locator("g.fc-step[data-step='end']").click()
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCellIndex === 2", timeout=10_000)
+
+    # Typing in a step's body leaves its badge alone; renaming the step updates it once typing pauses.
+    page.evaluate("""() => {
+        window.__badgeMutations = 0;
+        const observer = new MutationObserver(rs => { window.__badgeMutations += rs.length; });
+        document.querySelectorAll('.fc-badge').forEach(b => observer.observe(b,
+            {attributes: true, childList: true, characterData: true, subtree: true}));
+        document.querySelectorAll('.jp-Notebook .jp-Cell').forEach(c => observer.observe(c, {childList: true}));
+    }""")
+    page.locator(".jp-Cell").nth(1).locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n# a comment typed key by key", delay=20)
+    page.evaluate("new Promise(r => setTimeout(r, 500))")
+    assert page.evaluate("window.__badgeMutations") == 0
+    page.keyboard.press("Control+Home")
+    page.keyboard.press("End")
+    page.keyboard.type("x", delay=20)
+    _wait_badge(page, "startx", "never run")
+    page.close()

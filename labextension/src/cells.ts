@@ -36,6 +36,8 @@ export interface FlowState {
   steps: Record<string, StepStatus>;
   svg: string;
   runs: { id: string; pathspec: string; status: string; tags: string[] }[];
+  /** flowcell's version in the kernel. */
+  version?: string;
 }
 
 /** Badge text and CSS class for a step's status. */
@@ -53,4 +55,9 @@ export function badge(name: string, status: StepStatus | undefined): { text: str
 /** Index of the cell (in order) that declares `step`, or -1. */
 export function findStepCell(sources: string[], step: string): number {
   return sources.findIndex(src => parseStepLine(src)?.name === step);
+}
+
+/** Whether two lists of cell ids are the same, in the same order. */
+export function sameIds(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
 }
