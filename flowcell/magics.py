@@ -236,7 +236,9 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def flow_runs(self, line: str) -> Any:
-        """%flow_runs [FLOW] [--tag T ...] [--all] — browse runs, steps, tasks, artifacts, logs and cards."""
+        """%flow_runs [FLOW] [--tag T ...] [--all] — browse runs, steps, tasks, artifacts, logs and cards.
+
+        ``--metaflow [--namespace NS]`` lists the flow's runs in Metaflow's metadata instead."""
         import argparse
 
         from .widgets import RunBrowser
@@ -245,8 +247,16 @@ class FlowcellMagics(Magics):
         parser.add_argument("flow", nargs="?")
         parser.add_argument("--tag", action="append", default=[])
         parser.add_argument("--all", action="store_true")
+        parser.add_argument("--metaflow", action="store_true")
+        parser.add_argument("--namespace")
         try:
             args = parser.parse_args(shlex.split(line))
+            if args.metaflow:  # runs in Metaflow's own metadata (local or service), not the flowcell store
+                from .metaflow_client import metaflow_runs_view
+
+                flow = self.current_flow()
+                return metaflow_runs_view(args.flow or flow.name, tuple(args.tag),
+                                          None if args.all else (args.namespace or ...), near=flow.path)
             return RunBrowser(args.flow or self.current_flow().name, None if args.all else ..., tuple(args.tag))
         except (argparse.ArgumentError, SystemExit) as exc:
             raise UsageError(f"%flow_runs: {exc}") from None

@@ -158,11 +158,11 @@ def split_metaflow_options(argv: list[str]) -> tuple[str | None, MetaflowOptions
     return on, options, rest
 
 
-def _import_metaflow() -> Any:
+def import_metaflow() -> Any:
     try:
         import metaflow
     except ImportError:
-        raise MetaflowRunError("Running on Metaflow needs the metaflow package: pip install metaflow") from None
+        raise MetaflowRunError("Metaflow is not installed in this Python: pip install metaflow") from None
     return metaflow
 
 
@@ -317,7 +317,7 @@ def run_on_metaflow(
     """
     from .export import export_flow
 
-    metaflow = _import_metaflow()
+    metaflow = import_metaflow()
     graph = prepare(flow)
     options = options or MetaflowOptions()
     user_tags = check_tags(list(tags or []))
@@ -474,7 +474,7 @@ def latest_metaflow_run(flow_name: str, near: str | None = None) -> str:
                     return found
         finally:
             meta.close()
-    metaflow = _import_metaflow()
+    metaflow = import_metaflow()
     try:
         metaflow.namespace(None)
         latest = metaflow.Flow(flow_name).latest_run

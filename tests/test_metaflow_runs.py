@@ -19,7 +19,8 @@ from nbclient import NotebookClient
 from conftest import ROOT
 from flowcell.client import Flow, namespace
 from flowcell.errors import FlowcellError
-from flowcell.errors import MetaflowRunError
+from flowcell.errors import MetaflowRunError, NotFoundError
+from flowcell.metaflow_client import list_metaflow_runs
 from flowcell.metaflow_runs import LogTranslator, mirrored_pathspec, split_metaflow_options
 
 PROD_CELLS = [
@@ -66,6 +67,7 @@ def test_notebook_runs_on_metaflow_fails_and_spins_from_it(tmp_path: Path, monke
         "%run_flow --on metaflow --n 4",                                                 # 8: fails in join
         "%%step join(inputs)\nself.total = min(4, sum(i.sq for i in inputs))\nself.next(self.end)",  # 9: the fix
         "%spin join --from-metaflow",                                                    # 10
+        "%flow_runs --metaflow --tag nightly",                                           # 11
     ]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
@@ -95,6 +97,12 @@ def test_notebook_runs_on_metaflow_fails_and_spins_from_it(tmp_path: Path, monke
     assert not join.successful and "total 14 is too big" in (join.exception or "")
     assert sorted(t.data.sq for t in runs[0]["square"]) == [0, 1, 4, 9]
     assert any("squaring 3" in t.stdout for t in runs[0]["square"])
+    # Metaflow's own metadata lists the tagged run, marked as mirrored into flowcell.
+    listed = text_of(nb.cells[11]).splitlines()
+    assert listed[0].split() == ["metaflow", "run", "status", "started", "tags", "in", "flowcell"]
+    assert len(listed) == 3 and mirrored_pathspec(runs[1].system_tags) in listed[1]
+    assert listed[1].split()[1] == "completed" and "nightly" in listed[1] and listed[1].endswith("ProdFlow/1")
+    assert listed[2].startswith("Spin a step on a run's inputs: %spin STEP --from-metaflow ProdFlow/")
     # The export the run used sits beside the notebook, with its pins.
     assert (tmp_path / "prod.py").is_file() and (tmp_path / "prod.requirements.txt").is_file()
 
@@ -121,6 +129,18 @@ def test_cli_run_on_metaflow_and_spin_from_it(tmp_path: Path) -> None:
                            "--from-metaflow", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert spin.returncode == 0, spin.stderr
     assert json.loads(spin.stdout)["inputs_from"].startswith(f"Metaflow task {mf}/collect/")
+    # A run started by Metaflow itself (not mirrored) is listed from Metaflow's metadata, with its tags.
+    plain = subprocess.run([sys.executable, "quickstart.py", "--quiet", "run", "--tag", "plain"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert plain.returncode == 0, plain.stderr
+    listed = list_metaflow_runs("QuickstartFlow", namespace=None)
+    assert [r.mirrored_as for r in listed] == [None, "QuickstartFlow/1"]
+    assert "plain" in listed[0].user_tags and listed[1].pathspec == mf and listed[1].status == "completed"
+    assert "user:tester" in listed[0].system_tags
+    assert [r.pathspec for r in list_metaflow_runs("QuickstartFlow", "cli")] == [mf]  # Metaflow's default namespace
+    assert list_metaflow_runs("QuickstartFlow", namespace="user:someone-else") == []
+    with pytest.raises(NotFoundError, match="no flow NoSuchFlow"):
+        list_metaflow_runs("NoSuchFlow", namespace=None)
 
 
 def test_option_splitting_and_bad_inputs() -> None:
