@@ -393,6 +393,8 @@ def _record_start(meta: MetadataStore, flow: FlowSource, mf_run: Any, tags: list
     user = username()
     marks = [t for t in system_tags(user) if not t.startswith("runtime:")]
     marks += [RUNTIME_TAG, f"{METAFLOW_RUN_TAG}{mf_run.pathspec}"]
+    # @project's marks, so the mirror can be found by project and branch like the Metaflow run.
+    marks += sorted(t for t in mf_run.system_tags if t.startswith(("project:", "project_branch:")))
     return meta.new_run(flow.name, user, tags, marks, dict(params), source=str(target))
 
 

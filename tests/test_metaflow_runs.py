@@ -180,3 +180,50 @@ def test_metaflow_log_lines_become_progress_events() -> None:
     assert finished["status"] == "failed" and finished["pathspec"] == "F/17/start/1"
     assert finished["error"]["ename"] == "KeyError" and finished["error"]["evalue"] == "'second'"  # type: ignore[index]
     assert events[2][1]["text"] == "hello\n" and events[4][1]["attempt"] == 1
+
+
+CONFIG_CELLS = [
+    "%%flow CfgFlow @project(name='demo')\nfrom flowcell import Config, Parameter, current\n"
+    "cfg = Config('cfg', default='cfg.json')\nscale = Parameter('scale', default=1)",
+    "%%step start\nself.k = self.cfg['k'] * self.scale\n"
+    "self.branch = getattr(current, 'branch_name', None)\nself.project = getattr(current, 'project_name', None)\n"
+    "self.next(self.end)",
+    "%%step end\nprint('k is', self.k)",
+]
+
+
+def test_config_and_project_run_under_metaflow_like_locally(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in CONFIG_CELLS]
+    nbformat.write(nb, str(tmp_path / "cfg.ipynb"))
+    (tmp_path / "cfg.json").write_text('{"k": 2}')
+    (tmp_path / "other.json").write_text('{"k": 5}')
+
+    def flowcell(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flowcell.cli", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+
+    # Locally: the JSON file by default, another file with --cfg.
+    assert flowcell("run", "cfg.ipynb", "--quiet").returncode == 0
+    assert flowcell("run", "cfg.ipynb", "--quiet", "--cfg", "other.json").returncode == 0
+    assert [r.data.k for r in Flow("CfgFlow").runs()] == [5, 2]
+    # On Metaflow: the same --cfg becomes Metaflow's --config cfg other.json; --branch gives @project its branch.
+    proc = flowcell("run", "cfg.ipynb", "--on", "metaflow", "--cfg", "other.json", "--scale", "3",
+                    "--branch", "feature1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    run = Flow("CfgFlow").latest_run
+    assert (run.data.k, run.data.project, run.data.branch) == (15, "demo", "test.feature1")
+    assert {"project:demo", "project_branch:test.feature1", "runtime:metaflow"} <= run.system_tags
+    assert Flow("CfgFlow").runs("project_branch:test.feature1")[0].id == run.id
+    exported = (tmp_path / "cfg.py").read_text()
+    assert "@project(name='demo')\nclass CfgFlow(FlowSpec):\n    cfg = Config('cfg', default='cfg.json')" in exported
+    # The exported file takes Metaflow's own config overrides unchanged.
+    plain = subprocess.run([sys.executable, "cfg.py", "--config-value", "cfg", '{"k": 7}', "run"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert plain.returncode == 0, plain.stderr
+    assert "k is 7" in plain.stdout + plain.stderr
+    # Metaflow's default branch for a user, without --branch.
+    mf = subprocess.run([sys.executable, "-c", "from metaflow import Flow, namespace; namespace(None); "
+                         "r = Flow('CfgFlow').latest_run; print(r.data.k, r.data.branch)"],
+                        cwd=tmp_path, capture_output=True, text=True)
+    assert mf.stdout.split() == ["7", "user.tester"], mf.stderr
