@@ -48,10 +48,17 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
         parser.add_argument("step", nargs="?", help="step to resume from (default: the first failed step)")
         parser.add_argument("--origin-run-id", help="run to resume (default: the latest)")
     _common(parser)
+    on = None
+    if not with_step:
+        from .metaflow_runs import split_metaflow_options
+
+        on, mf_options, argv = split_metaflow_options(argv)
     params, rest = split_params(argv)
     args = parser.parse_args(rest)
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
+    if on == "metaflow":
+        return _run_on_metaflow(args, params, mf_options)
     from .runtime.launch import prelaunch
 
     # Start the kernels first: they boot while flowcell loads and the notebook is read.
@@ -81,6 +88,23 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
     return 0 if result.status == "completed" else 1
 
 
+def _run_on_metaflow(args: argparse.Namespace, params: dict[str, str], options: Any) -> int:
+    """``flowcell run NB --on metaflow``: Metaflow's Runner with a console progress display."""
+    from .metaflow_runs import run_on_metaflow
+    from .progress import ConsoleProgress
+    from .runner import load_flow
+
+    result = run_on_metaflow(load_flow(args.notebook), params, tags=args.tag, max_workers=args.max_workers,
+                             run_id_file=args.run_id_file, options=options,
+                             observer=ConsoleProgress(quiet=args.quiet or args.json))
+    if args.json:
+        _emit_json({**_run_summary(result), "metaflow_pathspec": result.metaflow_pathspec})
+    else:
+        print(f"{result.metaflow_pathspec} on Metaflow {result.status}; read it as {result.pathspec}",
+              file=sys.stderr if args.quiet else sys.stdout)
+    return 0 if result.status == "completed" else 1
+
+
 def cmd_run(argv: list[str]) -> int:
     return _run_like("run", argv, with_step=False)
 
@@ -97,7 +121,8 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("--artifacts", help="a dict literal of artifact overrides")
     parser.add_argument("--persist", action="store_true", help="keep the outputs in ./.flowcell_spin")
     parser.add_argument("--skip-decorators", action="store_true")
-    parser.add_argument("--from-metaflow", help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK]")
+    parser.add_argument("--from-metaflow", nargs="?", const="",
+                        help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK] (default: the latest)")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
     args = parser.parse_args(argv)
     from .runtime.launch import prelaunch
@@ -116,6 +141,10 @@ def cmd_spin(argv: list[str]) -> int:
         flow = load_flow(args.notebook)
         step, pathspec = spin_target(flow.name, args.target)
         overrides = spin_overrides(args.artifacts_module, args.artifacts)
+        if args.from_metaflow == "":  # bare --from-metaflow: the flow's latest run on Metaflow
+            from .metaflow_runs import latest_metaflow_run
+
+            args.from_metaflow = latest_metaflow_run(flow.name, flow.path)
         printer = ConsoleProgress(quiet=True)
 
         def observer(kind: str, payload: dict[str, Any]) -> None:
@@ -265,6 +294,8 @@ USAGE = """usage: flowcell [--root DIR] COMMAND ...
 
   run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] [--run-id-file F] [--json]
       run a notebook's flow (or a Metaflow flow.py) as a recorded run
+      [--on metaflow [--with DECO] [--config NAME FILE] [--branch B] [--production]]
+      export it beside the notebook and run it with Metaflow's Runner instead
   spin NOTEBOOK PATHSPEC [--artifacts-module F] [--artifacts DICT] [--persist] [--skip-decorators] [--json]
       run one step against the inputs of a past task
   resume NOTEBOOK [STEP] [--origin-run-id ID] [--PARAM VALUE ...] [--tag T] [--json]

@@ -236,7 +236,9 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def flow_runs(self, line: str) -> Any:
-        """%flow_runs [FLOW] [--tag T ...] [--all] — browse runs, steps, tasks, artifacts, logs and cards."""
+        """%flow_runs [FLOW] [--tag T ...] [--all] — browse runs, steps, tasks, artifacts, logs and cards.
+
+        ``--metaflow [--namespace NS]`` lists the flow's runs in Metaflow's metadata instead."""
         import argparse
 
         from .widgets import RunBrowser
@@ -245,8 +247,16 @@ class FlowcellMagics(Magics):
         parser.add_argument("flow", nargs="?")
         parser.add_argument("--tag", action="append", default=[])
         parser.add_argument("--all", action="store_true")
+        parser.add_argument("--metaflow", action="store_true")
+        parser.add_argument("--namespace")
         try:
             args = parser.parse_args(shlex.split(line))
+            if args.metaflow:  # runs in Metaflow's own metadata (local or service), not the flowcell store
+                from .metaflow_client import metaflow_runs_view
+
+                flow = self.current_flow()
+                return metaflow_runs_view(args.flow or flow.name, tuple(args.tag),
+                                          None if args.all else (args.namespace or ...), near=flow.path)
             return RunBrowser(args.flow or self.current_flow().name, None if args.all else ..., tuple(args.tag))
         except (argparse.ArgumentError, SystemExit) as exc:
             raise UsageError(f"%flow_runs: {exc}") from None
@@ -266,7 +276,7 @@ class FlowcellMagics(Magics):
         parser.add_argument("--artifacts")
         parser.add_argument("--persist", action="store_true")
         parser.add_argument("--skip-decorators", action="store_true")
-        parser.add_argument("--from-metaflow")
+        parser.add_argument("--from-metaflow", nargs="?", const="")
         try:
             args = parser.parse_args(shlex.split(line))
         except (argparse.ArgumentError, SystemExit) as exc:
@@ -275,6 +285,10 @@ class FlowcellMagics(Magics):
         try:
             step, pathspec = spin_target(flow.name, args.target)
             overrides = spin_overrides(args.artifacts_module, args.artifacts, self.shell.user_ns if self.shell else {})
+            if args.from_metaflow == "":  # bare --from-metaflow: the flow's latest run on Metaflow
+                from .metaflow_runs import latest_metaflow_run
+
+                args.from_metaflow = latest_metaflow_run(flow.name, flow.path)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         return self._spin_and_show(step, pathspec, overrides, args.persist,
@@ -317,13 +331,26 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def run_flow(self, line: str) -> Any:
-        """%run_flow [--PARAM VALUE ...] [--tag T ...] [--max-workers N] [--run-id-file F] [--namespace NS]"""
+        """%run_flow [--PARAM VALUE ...] [--tag T ...] [--max-workers N] [--run-id-file F] [--namespace NS]
+        [--on metaflow [--with DECO ...] [--config NAME FILE] [--branch B] [--production]]"""
         from .runtime.runs import start_run
 
-        params, args = self._parse_run_line("%run_flow", line, with_step=False)
+        from .metaflow_runs import split_metaflow_options
+
+        try:
+            on, mf_options, argv = split_metaflow_options(shlex.split(line))
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+        params, args = self._parse_run_line("%run_flow", shlex.join(argv), with_step=False)
         flow = self.current_flow()
         if not flow.steps:
             raise UsageError("No %%step cells have been run yet: run the %%flow and %%step cells first.")
+        if on == "metaflow":
+            from .metaflow_runs import run_on_metaflow
+
+            return self._finish_run(lambda observer: run_on_metaflow(
+                flow, params, tags=args.tag, max_workers=args.max_workers, run_id_file=args.run_id_file,
+                options=mf_options, observer=observer))
         return self._finish_run(lambda observer: start_run(
             self.runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
             run_id_file=args.run_id_file, observer=observer, namespace=args.namespace))
