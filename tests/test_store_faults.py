@@ -144,8 +144,8 @@ def test_corruption_is_one_sentence_from_the_client_and_from_a_step(runtime: Any
     result = start_resume(runtime, make_flow(THREE_STEPS, "QuickFlow"), "mid")
     failed = result.failures[0].outcome
     assert failed is not None and failed.error is not None
-    assert failed.error["evalue"] == expected
-    shown = "\n".join(failed.error["traceback"])
+    assert failed.error.evalue == expected
+    shown = "\n".join(failed.error.traceback)
     assert "self.c = len(self.b)" in shown, "the user's own line is shown"
     assert "flowcell" not in shown.replace("QuickFlow", ""), "no internal frames"
 
@@ -155,8 +155,8 @@ def test_unpicklable_artifact_has_no_cloudpickle_frames(runtime: Any) -> None:
                                 "self.next(self.end)\n%%step end\npass")
     assert result.status == "failed"
     error = result.failures[0].outcome.error
-    assert "Artifact 'lock' of step 'start' cannot be pickled" in error["evalue"]
-    assert "cloudpickle" not in "\n".join(error["traceback"]) + error["text"]
+    assert "Artifact 'lock' of step 'start' cannot be pickled" in error.evalue
+    assert "cloudpickle" not in "\n".join(error.traceback) + error.text
 
 
 # -- 7. temporary files of killed writers ---------------------------------------------

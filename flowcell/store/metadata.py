@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..config import METADATA_FILE
 from ..errors import InvalidNameError, TagLimitError
 from .blobs import BlobStore
 from .connect import connect, explain
@@ -109,7 +110,7 @@ class MetadataStore:
 
     def __init__(self, root: str | Path) -> None:
         root = Path(root)
-        self.path = root / "metadata.sqlite"
+        self.path = root / METADATA_FILE
         self._lock = threading.RLock()
         modes, writable = open_root(root)
         if writable:
