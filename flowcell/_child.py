@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import traceback
+from types import TracebackType
 from typing import Any
 
 from . import cards as cards_mod
@@ -24,9 +25,10 @@ from ._hygiene import KernelCheck, end_descendants
 from ._metaflow_shim import install as install_metaflow_shim
 from ._metaflow_shim import project_fields
 from .current import current
+from .errors import FlowcellError
 from .protocol import CARD_MIME, RESULT_MIME, CardSpec, CaughtException, CellCode, TaskError, TaskResult, TaskSpec
 from .store.blobs import BlobStore
-from .store.serialize import ArtifactRef, dump_artifact, load_artifact
+from .store.serialize import ArtifactRef, check_artifacts, dump_artifact, load_artifact
 
 # CaughtException is re-exported: artifacts pickled before it moved name flowcell._child.
 __all__ = ["CaughtException", "run_task"]
@@ -80,19 +82,44 @@ def _step_function(spec: TaskSpec, namespace: dict[str, Any]) -> Any:
     return local[spec.step]
 
 
-def _format_error(exc: BaseException, cell_files: set[str]) -> TaskError:
-    """Traceback from the first frame in user code, coloured like IPython's."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename not in cell_files:
+def _user_frames(tb: TracebackType | None, cell_files: set[str]) -> TracebackType | None:
+    """The traceback cut down to the frames of the user's cells."""
+    frames = []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in cell_files:
+            frames.append(tb)
         tb = tb.tb_next
-    if tb is None:
-        tb = exc.__traceback__
+    kept: TracebackType | None = None
+    for frame in reversed(frames):
+        kept = TracebackType(kept, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
+    return kept
+
+
+def _format_error(exc: BaseException, cell_files: set[str]) -> TaskError:
+    """Traceback from the first frame in user code, coloured like IPython's.
+
+    flowcell's own errors say everything in their sentence: their traceback keeps
+    only the user's lines that led to them (none when flowcell raised it on its
+    own), without the exceptions they were raised from.
+    """
+    tb: TracebackType | None = exc.__traceback__
+    if isinstance(exc, FlowcellError):
+        tb = _user_frames(tb, cell_files)
+        exc.__cause__, exc.__suppress_context__ = None, True
+    else:
+        while tb is not None and tb.tb_frame.f_code.co_filename not in cell_files:
+            tb = tb.tb_next
+        if tb is None:
+            tb = exc.__traceback__
     lines: list[str]
-    try:
-        ip = get_ipython()  # type: ignore[name-defined]  # noqa: F821
-        lines = ip.InteractiveTB.structured_traceback(type(exc), exc, tb)
-    except Exception:
-        lines = traceback.format_exception(type(exc), exc, tb)
+    if tb is None:
+        lines = [f"{type(exc).__name__}: {exc}"]
+    else:
+        try:
+            ip = get_ipython()  # type: ignore[name-defined]  # noqa: F821
+            lines = ip.InteractiveTB.structured_traceback(type(exc), exc, tb)
+        except Exception:
+            lines = traceback.format_exception(type(exc), exc, tb)
     line = None
     walk = tb
     while walk is not None:
@@ -171,8 +198,11 @@ def _run(spec: TaskSpec) -> TaskResult:
                                                                           error.qualname)
         result.caught = error
     try:
-        _outputs(spec, instance, store, result, caught=error is not None)
-        result.cards = _render_cards(spec, instance, cards, store, result.artifacts)
+        with store.batch():  # one sync for all of the task's blobs
+            _outputs(spec, instance, store, result, caught=error is not None)
+            result.cards = _render_cards(spec, instance, cards, store, result.artifacts)
+        # Never let the parent commit a task whose outputs do not read back.
+        check_artifacts(store, result.artifacts, _store)
     except Exception as exc:
         result.status, result.error = "failed", _format_error(exc, cell_files)
     return result
@@ -225,7 +255,7 @@ def _outputs(spec: TaskSpec, instance: FlowInstance, store: BlobStore, out: Task
         if name not in d["_fc_deleted"] and name not in values:
             outputs[name] = ref
     for name, value in values.items():
-        ref = dump_artifact(store, name, value, step=spec.step).to_json()
+        ref = dump_artifact(store, name, value, step=spec.step, task=spec.pathspec).to_json()
         outputs[name] = ref
         old = refs.get(name)
         if old is None:

@@ -59,7 +59,22 @@ class StoreError(FlowcellError):
 
 
 class CorruptBlobError(StoreError):
-    """A blob's bytes no longer match their content address."""
+    """A blob's bytes no longer match their content address (or its file is gone).
+
+    ``artifact`` and ``pathspec`` name what the blob holds, when the reader knows.
+    """
+
+    def __init__(self, message: str, address: str | None = None, missing: bool = False,
+                 artifact: str | None = None, pathspec: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+        self.missing = missing
+        self.artifact = artifact
+        self.pathspec = pathspec
+
+    def _render_traceback_(self) -> list[str]:
+        # The sentence names the artifact, its task and the remedy: IPython shows just that.
+        return [f"{type(self).__name__}: {self}"]
 
 
 class StoreFullError(StoreError):

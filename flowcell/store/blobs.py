@@ -1,9 +1,12 @@
 """Content-addressed blob storage on the file system.
 
 A blob's address is the BLAKE3 hex digest of its bytes; it lives at
-``ROOT/blobs/ab/<address>``.  Writes go to a temporary file under ``ROOT/tmp``,
-are fsynced, then renamed into place (and the directory fsynced), so a crash never
-leaves a partial blob under a valid address.  Reads verify the digest.
+``ROOT/blobs/ab/<address>``.  Writes go to a temporary file under ``ROOT/tmp``
+and are renamed into place, so a crash never leaves a partial blob under a valid
+address; they are made durable before any task that refers to them is committed
+(one file-system sync per task inside ``batch()``, else one fsync per blob).
+Reads verify the digest, and so does a write that finds its blob already there:
+a damaged blob is replaced by the next write of the same content.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ import errno
 import mmap
 import os
 import re
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from pickle import PickleBuffer
+from typing import Any
 
 import blake3
 
 from ..errors import CorruptBlobError, StoreError, StoreFullError
+from .files import Modes, clean_stale_temp_files, make_folder, open_root, temp_name
 
 _ADDRESS = re.compile(r"^[0-9a-f]{64}$")
 #: Above this size, hashing uses every core (BLAKE3 scales across threads).
@@ -27,6 +33,8 @@ _CHUNK = 64 << 20
 #: Blobs at least this large are re-hashed only when their file changed since the
 #: last verification (see ``BlobStore.map``).
 LARGE_BLOB = 64 << 20
+#: A batch of more blobs than this is made durable with one sync of the file system.
+_FSYNC_EACH_MAX = 8
 
 Data = bytes | bytearray | memoryview | PickleBuffer
 
@@ -37,12 +45,43 @@ def digest(data: Data) -> str:
     return blake3.blake3(view, max_threads=threads).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_syncfs: Any = None
+
+
+def _sync_file_system(path: Path) -> bool:
+    """``syncfs(2)`` on the file system holding ``path``; False where it is unavailable."""
+    global _syncfs
+    if _syncfs is None:
+        try:
+            import ctypes  # only when a batch is synced: keeps ``import flowcell`` cheap
+
+            _syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        except (OSError, AttributeError):
+            _syncfs = False
+    if _syncfs is False:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _syncfs(fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+    return True
+
+
+def _fingerprint(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 class BlobStore:
@@ -64,29 +103,53 @@ class BlobStore:
             verify_always = os.environ.get("FLOWCELL_VERIFY", "").lower() == "always"
         self.verify_always = verify_always
         self.large_blob = large_blob
-        for folder in (self.blobs, self.tmp, self.verified):
-            folder.mkdir(parents=True, exist_ok=True)
+        #: Files this process hashed (or wrote) and found good: address -> fingerprint.
+        self._good: dict[str, str] = {}
+        #: Blobs written inside ``batch()`` and not yet synced: address -> path.
+        self._pending: dict[str, Path] | None = None
+        self.modes, self.writable = open_root(self.root)
+        if self.writable:
+            for folder in (self.blobs, self.tmp, self.verified):
+                make_folder(folder, self.modes)
+            clean_stale_temp_files(self.tmp)
 
-    @staticmethod
-    def _fingerprint(st: os.stat_result) -> str:
-        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    # -- verification memory -----------------------------------------------------------
 
-    def _mark_verified(self, address: str, st: os.stat_result) -> None:
-        """Remember that this exact file (inode, size, mtime, ctime) hashed correctly."""
-        if st.st_size < self.large_blob:
+    def _remember(self, address: str, st: os.stat_result) -> None:
+        """Remember that this exact file (inode, size, mtime, ctime) hashed correctly.
+
+        In memory for this process; on disk (``verified/``) for large blobs, so
+        other processes skip re-reading them too.
+        """
+        fingerprint = _fingerprint(st)
+        self._good[address] = fingerprint
+        if st.st_size < self.large_blob or not self.writable:
             return
-        marker = self.verified / address
-        tmp = self.tmp / f"{address}.verified.{os.getpid()}"
-        tmp.write_text(self._fingerprint(st))
-        os.replace(tmp, marker)
+        tmp = self.tmp / temp_name("verified")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, self.modes.file)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(fingerprint)
+            os.replace(tmp, self.verified / address)
+        except OSError:
+            # Only a cache: without it the blob is hashed again on the next read.
+            if tmp.exists():
+                tmp.unlink()
 
     def _known_good(self, address: str, st: os.stat_result) -> bool:
-        if self.verify_always or st.st_size < self.large_blob:
+        if self.verify_always:
+            return False
+        fingerprint = _fingerprint(st)
+        if self._good.get(address) == fingerprint:
+            return True
+        if st.st_size < self.large_blob:
             return False
         try:
-            return (self.verified / address).read_text() == self._fingerprint(st)
+            return (self.verified / address).read_text() == fingerprint
         except OSError:
             return False
+
+    # -- addresses -----------------------------------------------------------------
 
     def path(self, address: str) -> Path:
         """Where a blob lives; refuses anything but a well-formed address."""
@@ -100,57 +163,155 @@ class BlobStore:
     def size(self, address: str) -> int:
         return self.path(address).stat().st_size
 
+    # -- writing -------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Blobs put inside are made durable together on a clean exit: one sync of the
+        file system instead of one fsync per blob (a task's outputs are one batch)."""
+        if self._pending is not None:
+            yield  # nested: the outer batch syncs
+            return
+        self._pending = {}
+        try:
+            yield
+            self.sync()
+        finally:
+            self._pending = None
+
+    def sync(self) -> None:
+        """Make every blob written in the current batch durable, then remember it as good."""
+        pending = self._pending or {}
+        if not pending:
+            return
+        try:
+            if self.durable and (len(pending) <= _FSYNC_EACH_MAX or not _sync_file_system(self.root)):
+                for path in pending.values():
+                    _fsync_path(path)
+                for folder in {path.parent for path in pending.values()}:
+                    _fsync_path(folder)
+        except OSError as exc:
+            raise self._write_error(exc, sum(p.stat().st_size for p in pending.values() if p.exists())) from exc
+        for address, path in pending.items():
+            self._remember(address, path.stat())
+        pending.clear()
+
     def put(self, data: Data) -> str:
-        """Store bytes (never copied: memoryviews are written as they are); return the address."""
+        """Store bytes (never copied: memoryviews are written as they are); return the address.
+
+        If the blob is already there, its file is checked first (its size always,
+        its hash unless it was verified since it last changed) and replaced when
+        it does not hold these bytes: a damaged blob is repaired by the next write.
+        """
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         address = digest(view)
         target = self.path(address)
-        if target.exists():
+        if self._intact(address, target, len(view)):
             return address
-        target.parent.mkdir(exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=address[:8] + ".")
+        self._write(address, target, view)
+        return address
+
+    def _intact(self, address: str, target: Path, size: int) -> bool:
+        if self._pending and address in self._pending:
+            return True
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            return False
+        if st.st_size != size:
+            return False
+        if self._known_good(address, st):
+            return True
+        try:
+            good = self._hash_file(target) == address
+        except OSError:
+            return False
+        if good:
+            self._remember(address, st)
+        return good
+
+    def _hash_file(self, path: Path) -> str:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return digest(b"")
+            with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+                return digest(memoryview(mapped))
+
+    def _write(self, address: str, target: Path, view: memoryview) -> None:
+        if not self.writable:
+            raise self._write_error(OSError(errno.EROFS, "read-only"), len(view))
+        batched = self._pending is not None
+        tmp = self.tmp / temp_name(address[:8])
         try:
             try:
+                make_folder(target.parent, self.modes)
+                # Created read-only: this descriptor may write, nobody else ever can.
+                fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, self.modes.blob)
                 with os.fdopen(fd, "wb", buffering=0) as fh:
+                    if self.modes.shared:
+                        os.fchmod(fh.fileno(), self.modes.blob)  # past the umask
                     offset = 0
                     while offset < len(view):
                         offset += fh.write(view[offset:offset + _CHUNK])
-                    if self.durable:
+                    if self.durable and not batched:
                         os.fsync(fh.fileno())
-                os.chmod(tmp_name, 0o444)
-                os.replace(tmp_name, target)
+                os.replace(tmp, target)
+                if batched:
+                    assert self._pending is not None
+                    self._pending[address] = target
+                    return
                 if self.durable:
-                    _fsync_dir(target.parent)
+                    _fsync_path(target.parent)
                 # The bytes were hashed from memory just now and are durable.
-                self._mark_verified(address, target.stat())
+                self._remember(address, target.stat())
             except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise StoreFullError(
-                        f"The disk holding {self.root} is full: could not store {len(view)} bytes. "
-                        "Free some space and re-run (finished tasks are kept)."
-                    ) from exc
-                raise StoreError(f"Could not write a blob to {self.root}: {exc}") from exc
+                raise self._write_error(exc, len(view)) from exc
         finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-        return address
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
 
-    def _corrupt(self, address: str, actual: str) -> CorruptBlobError:
+    def _write_error(self, exc: OSError, size: int) -> StoreError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StoreFullError(
+                f"The disk holding {self.root} is full: could not store {size} bytes. "
+                "Free some space and re-run (finished tasks are kept)."
+            )
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return StoreError(f"The store {self.root} is read-only for this process, so nothing can be "
+                              "written to it; it can still be read.")
+        return StoreError(f"Could not write a blob to {self.root}: {exc.strerror or exc}.")
+
+    # -- reading -------------------------------------------------------------------
+
+    def corrupt(self, address: str, actual: str | None = None) -> CorruptBlobError:
+        found = f"its content hashes to {actual[:16]}..." if actual else "its file has the wrong size"
         return CorruptBlobError(
-            f"Blob {address} in {self.blobs} is corrupted (its content hashes to {actual[:16]}...); "
-            "the artifact cannot be trusted. Re-run the step that produced it."
+            f"Blob {address} in {self.blobs} is corrupted ({found}); the artifact cannot be trusted. "
+            "Re-run the step that produced it.",
+            address=address,
         )
+
+    def _missing(self, address: str) -> StoreError:
+        return CorruptBlobError(f"Blob {address} is missing from {self.blobs}.", address=address, missing=True)
 
     def get(self, address: str) -> bytes:
         """The blob's bytes, verified against the address."""
         try:
             data = self.path(address).read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"Blob {address} is missing from {self.blobs}.") from None
+            raise self._missing(address) from None
         actual = digest(data)
         if actual != address:
-            raise self._corrupt(address, actual)
+            raise self.corrupt(address, actual)
         return data
+
+    def file_size(self, address: str) -> int:
+        """The size of the blob's file (a ``stat``: nothing is read)."""
+        try:
+            return self.path(address).stat().st_size
+        except FileNotFoundError:
+            raise self._missing(address) from None
 
     def map(self, address: str) -> mmap.mmap | bytes:
         """A copy-on-write memory map of the blob, verified against the address.
@@ -165,20 +326,19 @@ class BlobStore:
         try:
             fh = open(path, "rb")
         except FileNotFoundError:
-            raise StoreError(f"Blob {address} is missing from {self.blobs}.") from None
+            raise self._missing(address) from None
         with fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                if digest(b"") != address:
-                    raise self._corrupt(address, digest(b""))
-                return b""
             st = os.fstat(fh.fileno())
-            mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)
+            if st.st_size == 0:
+                if digest(b"") != address:
+                    raise self.corrupt(address, digest(b""))
+                return b""
+            mapped = mmap.mmap(fh.fileno(), st.st_size, access=mmap.ACCESS_COPY)
         if self._known_good(address, st):
             return mapped
         actual = digest(memoryview(mapped))
         if actual != address:
             mapped.close()
-            raise self._corrupt(address, actual)
-        self._mark_verified(address, st)
+            raise self.corrupt(address, actual)
+        self._remember(address, st)
         return mapped

@@ -12,63 +12,32 @@ import json
 import sqlite3
 import threading
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import InvalidNameError, StoreError, StoreFullError, TagLimitError
+from ..config import METADATA_FILE
+from ..errors import InvalidNameError, TagLimitError
+from .blobs import BlobStore
+from .connect import connect, explain
+from .files import create_file, open_root
+
+#: stdout or stderr longer than this (in UTF-8 bytes) is stored as a blob, not in its row.
+LOG_INLINE_MAX = 64 * 1024
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    flow TEXT NOT NULL,
-    run_number INTEGER NOT NULL,
-    user TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    params TEXT NOT NULL DEFAULT '{}',
-    origin_run_number INTEGER,
-    source TEXT,
-    PRIMARY KEY (flow, run_number)
-);
-CREATE TABLE IF NOT EXISTS run_tags (
-    flow TEXT NOT NULL,
-    run_number INTEGER NOT NULL,
-    tag TEXT NOT NULL,
-    system INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (flow, run_number, tag)
-);
-CREATE INDEX IF NOT EXISTS run_tags_by_tag ON run_tags (flow, tag, run_number);
-CREATE TABLE IF NOT EXISTS tasks (
-    flow TEXT NOT NULL,
-    run_number INTEGER NOT NULL,
-    task_id INTEGER NOT NULL,
-    step TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    foreach_stack TEXT NOT NULL DEFAULT '[]',
-    parents TEXT NOT NULL DEFAULT '[]',
-    stdout TEXT NOT NULL DEFAULT '',
-    stderr TEXT NOT NULL DEFAULT '',
-    exception TEXT,
-    origin TEXT,
-    transition TEXT,
-    PRIMARY KEY (flow, run_number, task_id)
-);
-CREATE INDEX IF NOT EXISTS tasks_by_step ON tasks (flow, run_number, step, task_id);
-CREATE TABLE IF NOT EXISTS artifacts (
-    flow TEXT NOT NULL,
-    run_number INTEGER NOT NULL,
-    task_id INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    PRIMARY KEY (flow, run_number, task_id, name)
-);
-"""
+def check_tag_characters(tags: list[str]) -> None:
+    """Refuse tags holding control characters or line breaks: they would break ``tag list``."""
+    for tag in tags:
+        for char in tag:
+            if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+                raise InvalidNameError(
+                    f"Tag {tag[:40]!r} contains the control character {char!r}; tags must be printable "
+                    "text on one line."
+                )
+
 
 
 @dataclass
@@ -91,6 +60,21 @@ class RunRecord:
 
 
 @dataclass
+class TaskLogs:
+    """A task's stdout and stderr: kept in its row when short, read from a blob when long."""
+
+    inline: dict[str, str] = field(default_factory=dict)
+    blobs: dict[str, str] = field(default_factory=dict)
+    store: BlobStore | None = None
+
+    def read(self, stream: str) -> str:
+        address = self.blobs.get(stream)
+        if address is None or self.store is None:
+            return self.inline.get(stream, "")
+        return self.store.get(address).decode("utf-8", errors="replace")
+
+
+@dataclass
 class TaskRecord:
     flow: str
     run_number: int
@@ -102,35 +86,44 @@ class TaskRecord:
     finished_at: float | None
     foreach_stack: list[dict[str, Any]]
     parents: list[int]
-    stdout: str
-    stderr: str
     exception: dict[str, Any] | None
     origin: str | None
     transition: dict[str, Any] | None = None
+    logs: TaskLogs = field(default_factory=TaskLogs, repr=False, compare=False)
 
     @property
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_number}/{self.step}/{self.task_id}"
+
+    @property
+    def stdout(self) -> str:
+        """What the task printed (read from its blob on access when it is long)."""
+        return self.logs.read("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self.logs.read("stderr")
 
 
 class MetadataStore:
     """The SQLite side of a flowcell store (``ROOT/metadata.sqlite``)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.path = Path(root) / "metadata.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        root = Path(root)
+        self.path = root / METADATA_FILE
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL keeps every commit atomic and survives a process crash;
-            # blob bytes are fsynced before a task is committed here.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=60000")
-            self._conn.executescript(SCHEMA)
+        modes, writable = open_root(root)
+        if writable:
+            create_file(self.path, modes)  # private; SQLite gives -wal and -shm the same mode
+        self._conn, self.read_only = connect(self.path, writable)
+        self._blobs: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store beside the database (long logs live there)."""
+        if self._blobs is None:
+            self._blobs = BlobStore(self.path.parent)
+        return self._blobs
 
     def close(self) -> None:
         with self._lock:
@@ -148,11 +141,7 @@ class MetadataStore:
                 cur.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 self._rollback(cur)
-                if "full" in str(exc).lower():
-                    raise StoreFullError(
-                        f"The disk holding {self.path.parent} is full; free some space and try again."
-                    ) from exc
-                raise StoreError(f"Cannot write the run metadata in {self.path}: {exc}") from exc
+                raise explain(exc, self.path) from None
             except BaseException:
                 self._rollback(cur)
                 raise
@@ -165,7 +154,10 @@ class MetadataStore:
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise explain(exc, self.path) from None
 
     # -- runs ----------------------------------------------------------------------
 
@@ -180,6 +172,7 @@ class MetadataStore:
         source: str | None = None,
     ) -> int:
         """Allocate the next run number of ``flow`` and record the run as running."""
+        check_tag_characters(tags)
         with self.transaction() as cur:
             row = cur.execute(
                 "SELECT COALESCE(MAX(run_number), 0) + 1 FROM runs WHERE flow = ?", (flow,)
@@ -329,8 +322,10 @@ class MetadataStore:
 
         With ``max_tags``, the transaction fails if the run would end up with more
         user tags than that (checked inside the transaction, so concurrent taggers
-        cannot overshoot together).
+        cannot overshoot together).  Tags being removed may hold anything, so a tag
+        stored before control characters were refused can still be cleaned away.
         """
+        check_tag_characters(add)
         with self.transaction() as cur:
             cur.executemany(
                 "DELETE FROM run_tags WHERE flow = ? AND run_number = ? AND tag = ? AND system = 0",
@@ -395,12 +390,18 @@ class MetadataStore:
         exception: dict[str, Any] | None = None,
         transition: dict[str, Any] | None = None,
     ) -> None:
-        """Commit a task's outcome and artifact references in one transaction."""
+        """Commit a task's outcome and artifact references in one transaction.
+
+        A long stdout or stderr is written to a blob first (durable before the commit).
+        """
+        stdout, stdout_blob = self._log_blob(stdout)
+        stderr, stderr_blob = self._log_blob(stderr)
         with self.transaction() as cur:
             cur.execute(
-                "UPDATE tasks SET status = ?, finished_at = ?, stdout = ?, stderr = ?, exception = ?,"
-                " transition = ? WHERE flow = ? AND run_number = ? AND task_id = ?",
-                (status, time.time(), stdout, stderr, json.dumps(exception) if exception else None,
+                "UPDATE tasks SET status = ?, finished_at = ?, stdout = ?, stderr = ?, stdout_blob = ?,"
+                " stderr_blob = ?, exception = ?, transition = ? WHERE flow = ? AND run_number = ? AND task_id = ?",
+                (status, time.time(), stdout, stderr, stdout_blob, stderr_blob,
+                 json.dumps(exception) if exception else None,
                  json.dumps(transition) if transition else None, flow, run_number, task_id),
             )
             cur.execute(
@@ -411,6 +412,15 @@ class MetadataStore:
                 "INSERT INTO artifacts (flow, run_number, task_id, name, ref) VALUES (?, ?, ?, ?, ?)",
                 [(flow, run_number, task_id, n, json.dumps(r)) for n, r in artifacts.items()],
             )
+
+    def _log_blob(self, text: str) -> tuple[str, str | None]:
+        """``(row text, blob address)``: long logs go to a blob, the row keeps nothing."""
+        if len(text) * 4 <= LOG_INLINE_MAX:  # at most 4 UTF-8 bytes per character: surely short
+            return text, None
+        data = text.encode("utf-8", errors="replace")
+        if len(data) <= LOG_INLINE_MAX:
+            return text, None
+        return "", self.blobs.put(data)
 
     def _task_from_row(self, row: sqlite3.Row) -> TaskRecord:
         return TaskRecord(
@@ -424,12 +434,18 @@ class MetadataStore:
             finished_at=row["finished_at"],
             foreach_stack=json.loads(row["foreach_stack"]),
             parents=json.loads(row["parents"]),
-            stdout=row["stdout"],
-            stderr=row["stderr"],
             exception=json.loads(row["exception"]) if row["exception"] else None,
             origin=row["origin"],
             transition=json.loads(row["transition"]) if row["transition"] else None,
+            logs=self._logs(row),
         )
+
+    def _logs(self, row: sqlite3.Row) -> TaskLogs:
+        keys = row.keys()
+        blobs = {stream: row[f"{stream}_blob"] for stream in ("stdout", "stderr")
+                 if f"{stream}_blob" in keys and row[f"{stream}_blob"]}
+        return TaskLogs({"stdout": row["stdout"], "stderr": row["stderr"]}, blobs,
+                        self.blobs if blobs else None)
 
     def tasks(self, flow: str, run_number: int, step: str | None = None) -> list[TaskRecord]:
         if step is None:
