@@ -203,7 +203,7 @@ def cmd_export(argv: list[str]) -> int:
 
     flow = load_flow(args.notebook)
     if args.check:
-        from .environment import check_export
+        from .pins import check_export
 
         lines, report = check_export(flow, args.output or str(Path(args.notebook).with_suffix(".py")))
         print(report)

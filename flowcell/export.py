@@ -16,7 +16,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from .environment import ENV_CHOICES, Environment, base_decorator, flow_environment, requirements_path, requirements_text
+from .pins import ENV_CHOICES, Environment, base_decorator, flow_environment, requirements_path, requirements_text
 from .errors import ExportError, FlowcellError
 from .graph import FlowGraph
 from .lint import prepare

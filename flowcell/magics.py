@@ -412,7 +412,7 @@ class FlowcellMagics(Magics):
         default = Path(flow.path).with_suffix(".py") if flow.path else Path("flow.py")
         try:
             if args.check:
-                from .environment import check_export
+                from .pins import check_export
 
                 print(check_export(flow, args.path or default)[1])
                 return

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import parameters as params_mod
 from .config import check_tags, find_store_root, has_store, system_tags, username
+from .pins import flow_environment, record_run_environment
 from .errors import MetaflowRunError, NotFoundError, ParameterError
 from .graph import FlowGraph
 from .lint import prepare
@@ -395,7 +396,10 @@ def _record_start(meta: MetadataStore, flow: FlowSource, mf_run: Any, tags: list
     marks += [RUNTIME_TAG, f"{METAFLOW_RUN_TAG}{mf_run.pathspec}"]
     # @project's marks, so the mirror can be found by project and branch like the Metaflow run.
     marks += sorted(t for t in mf_run.system_tags if t.startswith(("project:", "project_branch:")))
-    return meta.new_run(flow.name, user, tags, marks, dict(params), source=str(target))
+    run_number = meta.new_run(flow.name, user, tags, marks, dict(params), source=str(target))
+    # The pins the export carried: on Metaflow's local runtime exactly what the tasks imported.
+    record_run_environment(meta, flow.name, run_number, flow_environment(flow))
+    return run_number
 
 
 def _frames(task: Any) -> list[dict[str, Any]]:

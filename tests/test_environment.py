@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from flowcell.environment import (PinError, check_export, distributions_for, flow_environment, imported_modules,
+from flowcell.pins import (PinError, check_export, distributions_for, flow_environment, imported_modules,
                                   read_pins)
 from flowcell.export import ExportError, export_flow
 from flowcell.model import read_notebook
@@ -144,3 +144,36 @@ def test_mapping_skips_stdlib_flowcell_relative_and_unknown_modules() -> None:
     assert mods == {"os", "json", "flowcell", "yaml", "not_a_module_anyone_has"}
     pins = distributions_for(mods)
     assert list(pins) == ["PyYAML"]
+
+
+def test_each_run_records_the_versions_its_tasks_used(runtime: object, tmp_path: Path) -> None:
+    import platform
+
+    import numpy
+    import yaml
+
+    from conftest import run
+
+    result, recorded, _ = run(runtime, """
+%%flow EnvFlow
+import json
+import numpy as np
+%%step start
+import yaml
+self.n = int(np.arange(3).sum())
+self.doc = yaml.safe_dump({'n': self.n})
+self.next(self.end)
+%%step end
+pass
+""")
+    assert result.status == "completed"
+    assert recorded.environment == {"python": platform.python_version(),
+                                    "packages": {"numpy": numpy.__version__, "PyYAML": yaml.__version__}}
+
+
+def test_the_environment_decorator_keeps_its_name() -> None:
+    """The pins module is not called ``flowcell.environment``: importing it would replace the decorator."""
+    import flowcell.pins  # noqa: F401
+    from flowcell import environment
+
+    assert callable(environment) and not isinstance(environment, type(flowcell))

@@ -121,6 +121,9 @@ def test_cli_run_on_metaflow_and_spin_from_it(tmp_path: Path) -> None:
     run = Flow("QuickstartFlow").latest_run
     assert run.parameters["alpha"] == 0.4 and "cli" in run.tags and mirrored_pathspec(run.system_tags) == mf
     assert run.data.best in "abc" and len(run["score_group"].tasks()) == 3
+    import metaflow
+
+    assert run.environment is not None and run.environment["packages"] == {"metaflow": metaflow.__version__}
     # The same run, read by Metaflow's own client in another process, agrees.
     check = subprocess.run([sys.executable, "-c", f"from metaflow import Run, namespace; namespace(None); "
                             f"print(Run({mf!r}).data.best)"], cwd=tmp_path, capture_output=True, text=True)

@@ -162,6 +162,16 @@ class Run(Recorded):
         return dict(self._record.params)
 
     @property
+    def environment(self) -> dict[str, Any] | None:
+        """``{"python": "3.11.7", "packages": {"numpy": "2.1.0", ...}}``: the versions of what the
+        flow's code imports, as the run's tasks used them (None for runs recorded without)."""
+        from ..pins import run_environment
+
+        meta, _ = context.stores_for(self._root)
+        env = run_environment(meta, self._record.flow, self._record.run_number)
+        return env.to_json() if env else None
+
+    @property
     def origin_pathspec(self) -> str | None:
         o = self._record.origin_run_number
         return None if o is None else f"{self._record.flow}/{o}"

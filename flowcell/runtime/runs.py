@@ -13,6 +13,7 @@ from ..errors import FlowcellError
 from ..graph import FlowGraph
 from ..lint import prepare
 from ..model import FlowSource
+from ..pins import flow_environment, record_run_environment
 from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore, RunRecord
 from ..store.serialize import dump_artifact
@@ -91,6 +92,7 @@ def start_run(
     user = username()
     run_number = meta.new_run(flow.name, user, user_tags, system_tags(user),
                               params_mod.display_values(values), source=flow.path)
+    record_run_environment(meta, flow.name, run_number, flow_environment(flow, with_metaflow=False))
     if run_id_file:
         Path(run_id_file).write_text(str(run_number))
     refs = {name: dump_artifact(blobs, name, value, step="_parameters").to_json() for name, value in values.items()}
@@ -172,6 +174,7 @@ def start_resume(
         shown = {**origin.params, **params_mod.display_values({k: values[k] for k in override_refs})}
         run_number = meta.new_run(flow.name, user, user_tags, system_tags(user), shown,
                                   origin_run_number=origin.run_number, source=flow.path)
+        record_run_environment(meta, flow.name, run_number, flow_environment(flow, with_metaflow=False))
     except BaseException:
         meta.close()
         raise

@@ -1,4 +1,4 @@
-"""Which installed distributions a flow's code imports, and at which versions.
+"""Which installed distributions a flow's code imports, and at which versions (its pins).
 
 The flow's code (``%%flow`` module code and ``%%step`` bodies) is read statically
 with ``ast``: every ``import x`` / ``from x import y`` names a top-level module,
@@ -22,7 +22,9 @@ reads either back so :func:`drift` can compare them with the kernel.
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.metadata as metadata
+import json
 import os
 import platform
 import re
@@ -31,9 +33,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import PinError
 from .model import FlowSource
+
+if TYPE_CHECKING:
+    from .store.metadata import MetadataStore
 
 #: Modules that never become pins: flowcell is rewritten to metaflow on export.
 _NOT_PINNED = frozenset({"flowcell", "__future__", "__main__"})
@@ -83,12 +89,50 @@ def _path_key() -> tuple[tuple[str, int], ...]:
     return tuple(key)
 
 
+def _cache_file() -> Path:
+    """Per interpreter: ``$XDG_CACHE_HOME/flowcell/distributions-<interpreter>.json``."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    tag = hashlib.sha256(f"{sys.prefix}|{sys.version}".encode()).hexdigest()[:16]
+    return base / "flowcell" / f"distributions-{tag}.json"
+
+
+def _load_disk_cache(key: list[list[Any]]) -> dict[str, list[str]] | None:
+    try:
+        data = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("map"), dict):
+        return None
+    return data["map"]  # type: ignore[no-any-return]
+
+
+def _save_disk_cache(key: list[list[Any]], mapping: Mapping[str, list[str]]) -> None:
+    """Best effort: a read-only home only means the next process scans again."""
+    target = _cache_file()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "map": dict(mapping)}))
+        tmp.replace(target)
+    except OSError:
+        pass
+
+
 def module_distributions() -> Mapping[str, list[str]]:
-    """Top-level module -> names of the installed distributions providing it (cached)."""
+    """Top-level module -> names of the installed distributions providing it (cached).
+
+    Kept in memory and on disk (the scan costs ~0.15 s; loading the cache ~1 ms), keyed
+    by the ``sys.path`` folders' mtimes, which an install or uninstall changes.
+    """
     key = _path_key()
     with _lock:
         if _cache.get("key") != key:
-            _cache["map"] = metadata.packages_distributions()
+            listed = [list(k) for k in key]
+            mapping: Mapping[str, list[str]] | None = _load_disk_cache(listed)
+            if mapping is None:
+                mapping = metadata.packages_distributions()
+                _save_disk_cache(listed, mapping)
+            _cache["map"] = mapping
             _cache["key"] = key
             _cache["versions"] = {}
         return _cache["map"]  # type: ignore[return-value]
@@ -266,3 +310,40 @@ def check_export(flow: FlowSource, flow_file: str | Path) -> tuple[list[str], st
         return [], f"No drift: the {len(pins)} pins in {source} match the installed versions."
     head = f"{len(lines)} package{'' if len(lines) == 1 else 's'} drifted from {source}:"
     return lines, "\n".join([head, *(f"  {line}" for line in lines)])
+
+
+# -- what a run's tasks used ------------------------------------------------------
+
+_RUN_ENVIRONMENTS = """CREATE TABLE IF NOT EXISTS run_environments (
+    flow TEXT NOT NULL, run_number INTEGER NOT NULL, environment TEXT NOT NULL,
+    PRIMARY KEY (flow, run_number))"""
+
+
+def record_run_environment(meta: MetadataStore, flow: str, run_number: int, env: Environment) -> None:
+    """Store the Python and distribution versions a run's tasks use, with the run."""
+    with meta.transaction() as cur:
+        cur.execute(_RUN_ENVIRONMENTS)
+        cur.execute("INSERT OR REPLACE INTO run_environments VALUES (?, ?, ?)",
+                    (flow, run_number, json.dumps(env.to_json(), sort_keys=True)))
+
+
+def run_environment(meta: MetadataStore, flow: str, run_number: int) -> Environment | None:
+    """What :func:`record_run_environment` stored for a run (None for runs recorded before it existed).
+
+    Read on its own read-only connection: reading must work on a read-only store.
+    """
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{meta.path.as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT environment FROM run_environments WHERE flow = ? AND run_number = ?",
+                               (flow, run_number)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # no such table yet: no run of this store recorded one
+        return None
+    if row is None:
+        return None
+    data = json.loads(row[0])
+    return Environment(str(data.get("python", "")), {str(k): str(v) for k, v in data.get("packages", {}).items()})
