@@ -29,11 +29,11 @@ from typing import Any
 
 from . import parameters as params_mod
 from .config import check_tags, find_store_root, has_store, system_tags, username
-from .pins import flow_environment, record_run_environment
 from .errors import MetaflowRunError, NotFoundError, ParameterError
 from .graph import FlowGraph
 from .lint import prepare
 from .model import FlowSource
+from .pins import flow_environment, record_run_environment
 from .protocol import TaskError
 from .store.blobs import BlobStore
 from .store.metadata import MetadataStore

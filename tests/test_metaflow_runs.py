@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -68,6 +70,7 @@ def test_notebook_runs_on_metaflow_fails_and_spins_from_it(tmp_path: Path, monke
         "%%step join(inputs)\nself.total = min(4, sum(i.sq for i in inputs))\nself.next(self.end)",  # 9: the fix
         "%spin join --from-metaflow",                                                    # 10
         "%flow_runs --metaflow --tag nightly",                                           # 11
+        "%flow_runs",                                                                    # 12
     ]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
@@ -103,6 +106,9 @@ def test_notebook_runs_on_metaflow_fails_and_spins_from_it(tmp_path: Path, monke
     assert len(listed) == 3 and mirrored_pathspec(runs[1].system_tags) in listed[1]
     assert listed[1].split()[1] == "completed" and "nightly" in listed[1] and listed[1].endswith("ProdFlow/1")
     assert listed[2].startswith("Spin a step on a run's inputs: %spin STEP --from-metaflow ProdFlow/")
+    # flowcell's own run browser marks the mirrored runs with their Metaflow pathspecs.
+    browser = text_of(nb.cells[12])
+    assert f"metaflow_run:{failed_mf}" in browser and f"metaflow_run:{mirrored_pathspec(runs[1].system_tags)}" in browser
     # The export the run used sits beside the notebook, with its pins.
     assert (tmp_path / "prod.py").is_file() and (tmp_path / "prod.requirements.txt").is_file()
 
@@ -230,3 +236,29 @@ def test_config_and_project_run_under_metaflow_like_locally(tmp_path: Path) -> N
                          "r = Flow('CfgFlow').latest_run; print(r.data.k, r.data.branch)"],
                         cwd=tmp_path, capture_output=True, text=True)
     assert mf.stdout.split() == ["7", "user.tester"], mf.stderr
+
+
+def test_interrupt_stops_metaflow_and_marks_the_run_failed(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
+        "%%flow SlowFlow\nimport time",
+        "%%step start\nprint('sleeping', flush=True)\ntime.sleep(300)\nself.next(self.end)",
+        "%%step end\npass"]]
+    nbformat.write(nb, str(tmp_path / "slow.ipynb"))
+    proc = subprocess.Popen([sys.executable, "-m", "flowcell.cli", "run", "slow.ipynb", "--on", "metaflow"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # wait until the task is really running on Metaflow
+        seen.append(line)
+        if "sleeping" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    rest, _ = proc.communicate(timeout=240)
+    assert time.monotonic() - started < 240
+    assert proc.returncode != 0, "".join(seen) + rest
+    namespace(None)
+    run = Flow("SlowFlow").latest_run
+    assert run.status == "failed" and not run.successful
+    assert "end" not in run  # the run stopped at the interrupted step

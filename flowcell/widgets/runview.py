@@ -35,7 +35,9 @@ def run_rows(meta: MetadataStore, flow: str, tags: tuple[str, ...], status: str 
 def run_row(r: RunRecord, reused: int = 0) -> dict[str, Any]:
     return {"id": str(r.run_number), "pathspec": r.pathspec, "status": r.status, "user": r.user,
             "started": r.created_at, "finished": r.finished_at,
-            "duration": _duration(r.created_at, r.finished_at, r.status), "tags": list(r.tags),
+            "duration": _duration(r.created_at, r.finished_at, r.status),
+            # A run mirrored from Metaflow (--on metaflow) shows its Metaflow pathspec with its tags.
+            "tags": list(r.tags) + sorted(t for t in r.system_tags if t.startswith("metaflow_run:")),
             "reused": reused, "origin": None if r.origin_run_number is None else str(r.origin_run_number)}
 
 
