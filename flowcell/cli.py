@@ -95,7 +95,7 @@ def _run_on_metaflow(args: argparse.Namespace, params: dict[str, str], options: 
     from .runner import load_flow
 
     result = run_on_metaflow(load_flow(args.notebook), params, tags=args.tag, max_workers=args.max_workers,
-                             run_id_file=args.run_id_file, options=options,
+                             run_id_file=args.run_id_file, options=options, namespace=args.namespace,
                              observer=ConsoleProgress(quiet=args.quiet or args.json))
     if args.json:
         _emit_json({**_run_summary(result), "metaflow_pathspec": result.metaflow_pathspec})

@@ -350,7 +350,7 @@ class FlowcellMagics(Magics):
 
             return self._finish_run(lambda observer: run_on_metaflow(
                 flow, params, tags=args.tag, max_workers=args.max_workers, run_id_file=args.run_id_file,
-                options=mf_options, observer=observer))
+                options=mf_options, observer=observer, namespace=args.namespace))
         return self._finish_run(lambda observer: start_run(
             self.runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
             run_id_file=args.run_id_file, observer=observer, namespace=args.namespace))

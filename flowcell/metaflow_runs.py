@@ -278,6 +278,15 @@ def _user_traceback(lines: list[str]) -> list[str]:
     return ([tail[0]] + tail[frames[0]:]) if frames else tail
 
 
+def _metaflow_message(exc: BaseException) -> str:
+    """Metaflow's own complaint from a failed start, on one line (not the command it ran)."""
+    text = str(exc)
+    if "Stderr:" in text:
+        text = text.split("Stderr:", 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not re.match(r"Metaflow [\d.]+ executing", ln)]
+    return " ".join(lines) or type(exc).__name__
+
+
 def _drive(runner: Any, kwargs: dict[str, Any], events: queue.Queue[tuple[str, Any]]) -> None:
     """In a worker thread (the notebook's own loop is busy): start, stream, wait."""
 
@@ -310,6 +319,7 @@ def run_on_metaflow(
     observer: Observer | None = None,
     root: Path | None = None,
     env: dict[str, str] | None = None,
+    namespace: str | None = None,
 ) -> MetaflowRunResult:
     """Export ``flow`` beside its notebook, run it with Metaflow's ``Runner``, mirror the run.
 
@@ -318,6 +328,9 @@ def run_on_metaflow(
     """
     from .export import export_flow
 
+    if namespace:
+        raise MetaflowRunError("--namespace sets the Client namespace of local tasks; on Metaflow, steps use "
+                               "Metaflow's own namespace (set it in the step with metaflow.namespace(...)).")
     metaflow = import_metaflow()
     graph = prepare(flow)
     options = options or MetaflowOptions()
@@ -331,8 +344,11 @@ def run_on_metaflow(
     if max_workers:
         kwargs["max_workers"] = max_workers
     emit = observer or (lambda kind, payload: None)
-    runner = metaflow.Runner(str(target), show_output=False, cwd=str(target.parent), env=env,
-                             **options.runner_kwargs())
+    try:
+        runner = metaflow.Runner(str(target), show_output=False, cwd=str(target.parent), env=env,
+                                 **options.runner_kwargs())
+    except Exception as exc:  # Metaflow reads the flow file here: its errors, in one sentence
+        raise MetaflowRunError(f"Metaflow could not load {target.name}: {_metaflow_message(exc)}") from None
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     worker = threading.Thread(target=_drive, args=(runner, kwargs, events), name="flowcell-metaflow", daemon=True)
     worker.start()
@@ -353,7 +369,7 @@ def run_on_metaflow(
                     continue  # Metaflow stops its tasks and exits; keep reading until it does
                 raise
             if kind == "error":
-                raise MetaflowRunError(f"Metaflow could not run {target.name}: {type(value).__name__}: {value}")
+                raise MetaflowRunError(f"Metaflow could not run {target.name}: {_metaflow_message(value)}")
             if kind == "started":
                 executing = value
                 mf_run = executing.run

@@ -262,3 +262,16 @@ def test_interrupt_stops_metaflow_and_marks_the_run_failed(tmp_path: Path) -> No
     run = Flow("SlowFlow").latest_run
     assert run.status == "failed" and not run.successful
     assert "end" not in run  # the run stopped at the interrupted step
+
+
+def test_metaflow_refusing_to_start_is_one_sentence(tmp_path: Path) -> None:
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    nbformat.write(nb, str(tmp_path / "quickstart.ipynb"))
+    proc = subprocess.run([sys.executable, "-m", "flowcell.cli", "run", "quickstart.ipynb", "--on", "metaflow",
+                           "--with", "nosuchdeco"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("flowcell: Metaflow could not run quickstart.py: Unknown step decorator")
+    bad = subprocess.run([sys.executable, "-m", "flowcell.cli", "run", "quickstart.ipynb", "--on", "metaflow",
+                          "--alpha", "high"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--alpha expects a value of type float" in bad.stderr
