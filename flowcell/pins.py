@@ -96,23 +96,24 @@ def _cache_file() -> Path:
     return base / "flowcell" / f"distributions-{tag}.json"
 
 
-def _load_disk_cache(key: list[list[Any]]) -> dict[str, list[str]] | None:
+def _load_disk_cache(key: list[list[Any]]) -> tuple[dict[str, list[str]], dict[str, str | None]] | None:
     try:
         data = json.loads(_cache_file().read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("map"), dict):
         return None
-    return data["map"]  # type: ignore[no-any-return]
+    return data["map"], dict(data.get("versions") or {})
 
 
-def _save_disk_cache(key: list[list[Any]], mapping: Mapping[str, list[str]]) -> None:
+def _save_disk_cache() -> None:
     """Best effort: a read-only home only means the next process scans again."""
     target = _cache_file()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "map": dict(mapping)}))
+        tmp.write_text(json.dumps({"key": [list(k) for k in _cache["key"]],  # type: ignore[attr-defined]
+                                   "map": dict(_cache["map"]), "versions": _cache["versions"]}))  # type: ignore[call-overload]
         tmp.replace(target)
     except OSError:
         pass
@@ -121,20 +122,20 @@ def _save_disk_cache(key: list[list[Any]], mapping: Mapping[str, list[str]]) -> 
 def module_distributions() -> Mapping[str, list[str]]:
     """Top-level module -> names of the installed distributions providing it (cached).
 
-    Kept in memory and on disk (the scan costs ~0.15 s; loading the cache ~1 ms), keyed
-    by the ``sys.path`` folders' mtimes, which an install or uninstall changes.
+    Kept in memory and on disk with the versions looked up so far (the scan costs
+    ~0.15 s; loading the cache ~1 ms), keyed by the ``sys.path`` folders' mtimes,
+    which an install or uninstall changes.
     """
     key = _path_key()
     with _lock:
         if _cache.get("key") != key:
-            listed = [list(k) for k in key]
-            mapping: Mapping[str, list[str]] | None = _load_disk_cache(listed)
-            if mapping is None:
-                mapping = metadata.packages_distributions()
-                _save_disk_cache(listed, mapping)
-            _cache["map"] = mapping
+            found = _load_disk_cache([list(k) for k in key])
             _cache["key"] = key
-            _cache["versions"] = {}
+            if found is None:
+                _cache["map"], _cache["versions"] = metadata.packages_distributions(), {}
+                _save_disk_cache()
+            else:
+                _cache["map"], _cache["versions"] = found
         return _cache["map"]  # type: ignore[return-value]
 
 
@@ -148,6 +149,8 @@ def installed_version(distribution: str) -> str | None:
             versions[key] = metadata.version(distribution)
         except metadata.PackageNotFoundError:
             versions[key] = None
+        with _lock:
+            _save_disk_cache()  # a new distribution looked up: the next process finds it
     return versions[key]
 
 
