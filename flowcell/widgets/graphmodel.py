@@ -14,7 +14,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "running": "#0969da", "never": "#8c959f"}
+STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "crashed": "#9a6700", "running": "#0969da",
+                 "never": "#8c959f"}
 EDGE_KINDS = ("linear", "branch", "foreach", "join", "conditional")
 
 
