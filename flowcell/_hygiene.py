@@ -257,7 +257,9 @@ class KernelCheck:
 
 #: Packages whose own threads start on demand and serve the kernel itself (e.g. zmq's
 #: garbage collector for zero-copy sends, started by the first large output).
-RUNTIME_THREAD_MODULES = ("zmq.", "ipykernel.", "jupyter_client.", "IPython.", "tornado.")
+#: tqdm's idle monitor thread (one per process, started by the first progress bar) is
+#: harmless too, and common enough in steps that retiring a kernel for it would cost.
+RUNTIME_THREAD_MODULES = ("zmq.", "ipykernel.", "jupyter_client.", "IPython.", "tornado.", "tqdm.")
 
 
 def _runtime_thread(thread: threading.Thread) -> bool:
