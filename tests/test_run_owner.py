@@ -99,16 +99,21 @@ def test_a_killed_run_is_shown_as_crashed_and_resume_works_from_it(tmp_path: Pat
     assert run.id == "1"
     assert (run.status, run.finished, run.successful) == ("crashed", True, False)
     assert Run("OwnedFlow/1").status == "crashed"
+    task = Run("OwnedFlow/1")["start"].task  # the task it was running when killed
+    assert (task.status, task.finished, task.successful) == ("crashed", True, False)
     db = sqlite3.connect(os.environ["FLOWCELL_ROOT"] + "/metadata.sqlite")
     assert db.execute("SELECT status FROM runs").fetchone()[0] == "running"  # what was recorded
     db.close()
 
     from flowcell.store.metadata import MetadataStore
-    from flowcell.widgets.runview import run_row
+    from flowcell.widgets.runview import run_row, run_view
 
     meta = MetadataStore(os.environ["FLOWCELL_ROOT"])
     try:  # what the run browser lists
-        assert run_row(meta.runs("OwnedFlow", ())[0])["status"] == "crashed"
+        record = meta.runs("OwnedFlow", ())[0]
+        assert run_row(record)["status"] == "crashed"
+        steps = {n["id"]: n["status"] for n in run_view(meta, record)["graph"]["nodes"]}
+        assert steps["start"] == "crashed"
     finally:
         meta.close()
 

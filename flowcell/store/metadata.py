@@ -490,14 +490,25 @@ class MetadataStore:
                 "SELECT * FROM tasks WHERE flow = ? AND run_number = ? AND step = ? ORDER BY task_id",
                 (flow, run_number, step),
             )
-        return [self._task_from_row(r) for r in rows]
+        return self._crashed_tasks([self._task_from_row(r) for r in rows])
+
+    def _crashed_tasks(self, records: list[TaskRecord]) -> list[TaskRecord]:
+        """Tasks recorded as running in a run whose owner is gone are shown as crashed, like the run."""
+        running = [t for t in records if t.status == "running"]
+        if running:
+            rows = self._query("SELECT * FROM runs WHERE flow = ? AND run_number = ?",
+                               (running[0].flow, running[0].run_number))
+            if rows and _status(rows[0]) == CRASHED:
+                for task in running:
+                    task.status = CRASHED
+        return records
 
     def get_task(self, flow: str, run_number: int, task_id: int) -> TaskRecord | None:
         rows = self._query(
             "SELECT * FROM tasks WHERE flow = ? AND run_number = ? AND task_id = ?",
             (flow, run_number, task_id),
         )
-        return self._task_from_row(rows[0]) if rows else None
+        return self._crashed_tasks([self._task_from_row(rows[0])])[0] if rows else None
 
     def steps(self, flow: str, run_number: int) -> list[str]:
         rows = self._query(

@@ -184,6 +184,8 @@ def step_statuses(flow_name: str) -> dict[str, str | None]:
         tasks = step.tasks()
         if any(t._record.status == "failed" for t in tasks):
             out[step.id] = "failed"
+        elif any(t._record.status == "crashed" for t in tasks):  # its run's process is gone
+            out[step.id] = "crashed"
         elif any(t._record.status == "running" for t in tasks):
             out[step.id] = "running"
         else:
