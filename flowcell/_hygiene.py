@@ -225,13 +225,13 @@ class KernelCheck:
     def damage(self) -> list[str]:
         """What the task broke, one phrase each; repairs what it can so the result still gets out."""
         found: list[str] = []
-        left = [t for t in threading.enumerate() if t not in self.threads and t.is_alive()]
+        left = [t for t in threading.enumerate() if t not in self.threads and t.is_alive() and not _runtime_thread(t)]
         deadline = time.monotonic() + THREAD_GRACE
         for thread in left:
             thread.join(max(0.0, deadline - time.monotonic()))
         left = [t for t in left if t.is_alive()]
         if left:
-            names = ", ".join(t.name for t in left[:3]) + (", ..." if len(left) > 3 else "")
+            names = ", ".join(_describe(t) for t in left[:3]) + (", ..." if len(left) > 3 else "")
             found.append(f"left {len(left)} thread{'s' if len(left) > 1 else ''} running ({names})")
         stream_names = ("sys.stdout", "sys.stderr", "sys.__stdout__", "sys.__stderr__")
         now = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
@@ -253,6 +253,23 @@ class KernelCheck:
         if _loop_stopped():
             found.append("stopped the kernel's event loop")
         return found
+
+
+#: Packages whose own threads start on demand and serve the kernel itself (e.g. zmq's
+#: garbage collector for zero-copy sends, started by the first large output).
+#: tqdm's idle monitor thread (one per process, started by the first progress bar) is
+#: harmless too, and common enough in steps that retiring a kernel for it would cost.
+RUNTIME_THREAD_MODULES = ("zmq.", "ipykernel.", "jupyter_client.", "IPython.", "tornado.", "tqdm.")
+
+
+def _runtime_thread(thread: threading.Thread) -> bool:
+    return type(thread).__module__.startswith(RUNTIME_THREAD_MODULES)
+
+
+def _describe(thread: threading.Thread) -> str:
+    """A thread's name, with its class when that is not plain ``threading.Thread`` (what started it)."""
+    cls = type(thread)
+    return thread.name if cls is threading.Thread else f"{thread.name}: {cls.__module__}.{cls.__qualname__}"
 
 
 def _loop_stopped() -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import FlowcellError, StepFailed
 from .options import split_params
+from .runtime.signals import Terminated, signals_as_interrupt
 
 def _emit_json(payload: dict[str, Any]) -> None:
     import json
@@ -352,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
-        return COMMANDS[argv[0]](argv[1:])
+        with signals_as_interrupt():
+            return COMMANDS[argv[0]](argv[1:])
+    except Terminated as exc:
+        print(f"flowcell: stopped by {exc}; the run was stopped and marked failed.", file=sys.stderr)
+        return exc.exit_code
     except FlowcellError as exc:
         if "--json" in argv:
             _emit_json({"status": "error", "error": {"type": type(exc).__name__, "message": str(exc)}})

@@ -334,3 +334,38 @@ def _notebook(path: Path, cells: list[str]) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     nbformat.write(nb, path)
+
+
+def _spin_notebook(path: Path) -> None:
+    _notebook(path, ["%%flow ScratchFlow", "%%step start\nself.x = 1\nself.next(self.middle)",
+                     "%%step middle\nself.y = self.x + 1\nself.next(self.end)", "%%step end\npass"])
+
+
+def test_flowcell_spin_removes_its_scratch_store(tmp_path: Path, short_tmp: Path) -> None:
+    _spin_notebook(tmp_path / "s.ipynb")
+    env = {**os.environ, "TMPDIR": str(short_tmp), "PYTHONPATH": str(ROOT)}
+    for args in (["run", "s.ipynb", "--quiet"], ["spin", "s.ipynb", "middle"]):
+        done = subprocess.run([sys.executable, "-m", "flowcell.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+    assert "spin of middle completed" in done.stderr
+    assert sorted(p.name for p in short_tmp.iterdir()) == []  # no flowcell-spin-*, no kernel folder
+
+
+def test_a_runner_spins_scratch_store_lives_while_used_and_goes_with_it(runtime: Any, tmp_path: Path) -> None:
+    import gc
+
+    from flowcell import Runner
+
+    _spin_notebook(tmp_path / "s.ipynb")
+    runner = Runner(tmp_path / "s.ipynb")
+    with runner.run() as running:
+        assert running.successful
+    with runner.spin("middle") as spin:
+        scratch = Path(spin.root)
+        assert scratch.name.startswith("flowcell-spin-") and spin.task["y"].data == 2
+    with runner.spin("end") as chained:  # the runner's spins chain on its earlier ones
+        assert chained.successful and chained.inputs_from.startswith("spin of ScratchFlow/")
+    del runner, spin, chained
+    gc.collect()
+    assert not scratch.exists()

@@ -90,7 +90,8 @@ class Recorded:
 
     @property
     def finished(self) -> bool:
-        return self._record.status in ("completed", "failed")
+        # "crashed": recorded as running, but the process that ran it is gone (see store.metadata).
+        return self._record.status in ("completed", "failed", "crashed")
 
     @property
     def finished_at(self) -> datetime.datetime | None:

@@ -93,7 +93,7 @@ class Runtime:
                 finished.set()
 
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None
         while True:
             try:
                 try:
@@ -104,17 +104,17 @@ class Runtime:
                     continue
                 if observer is not None:
                     observer(kind, payload)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (runtime.signals)
                 if interrupted:
                     raise
-                interrupted = True
+                interrupted = exc
                 self.loop.call_soon_threadsafe(lambda: holder["task"].cancel() if "task" in holder else None)
         if interrupted:
             try:
                 future.result()
             except BaseException:
                 pass
-            raise KeyboardInterrupt
+            raise interrupted
         return future.result()
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,23 @@ def owned_tempdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner.current_tag()}-", dir=_temp_roots()[0]))
     os.chmod(path, 0o700)
     return path
+
+
+class OwnedDir:
+    """A private temporary folder, removed when the last object holding it is dropped (or at exit).
+
+    A spin's scratch store is one: the spinner and every spin result that may still
+    read it hold it; a process killed before it could remove it leaves a folder that
+    :func:`clean_dead_owners` removes later.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.path = owned_tempdir(prefix)
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def remove(self) -> None:
+        """Remove the folder now."""
+        self._finalizer()
 
 
 #: Unix socket paths are limited to ~107 bytes; a kernel's sockets need this many below the temp folder.

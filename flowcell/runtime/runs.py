@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,21 +88,56 @@ def start_run(
     graph = prepare(flow)
     values = params_mod.resolve(flow, given_params or {}, _base_dirs(flow))
     user_tags = check_tags(list(tags or []))
+    check_run_id_file(run_id_file)
     root = root or find_store_root(flow.path)
     meta = MetadataStore(root)
     blobs = BlobStore(root)
     user = username()
     run_number = meta.new_run(flow.name, user, user_tags, system_tags(user),
                               params_mod.display_values(values), source=flow.path)
-    record_run_environment(meta, flow.name, run_number, flow_environment(flow, with_metaflow=False))
-    if run_id_file:
-        Path(run_id_file).write_text(str(run_number))
-    refs = {name: dump_artifact(blobs, name, value, step="_parameters").to_json() for name, value in values.items()}
-    first = _record_parameters(meta, flow.name, run_number, refs)
+    with _failing_run(meta, flow.name, run_number):
+        record_run_environment(meta, flow.name, run_number, flow_environment(flow, with_metaflow=False))
+        write_run_id(run_id_file, run_number)
+        refs = {name: dump_artifact(blobs, name, value, step="_parameters").to_json()
+                for name, value in values.items()}
+        first = _record_parameters(meta, flow.name, run_number, refs)
     ctx = RunContext(flow=flow, graph=graph, meta=meta, root=str(root), run_number=run_number,
                      parameter_names=list(values), namespace=namespace or default_namespace(), username=user,
                      tags=user_tags, cwd=os.getcwd(), max_workers=max_workers)
     return _execute(runtime, ctx, first, observer)
+
+
+def check_run_id_file(path: str | None) -> None:
+    """Refuse a ``--run-id-file`` that cannot be written, before anything is recorded."""
+    if not path:
+        return
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        raise FlowcellError(f"Cannot write the run id to {path}: folder {folder} does not exist; "
+                            "create it or choose another path.")
+    if target.is_dir():
+        raise FlowcellError(f"Cannot write the run id to {path}: it is a folder; give a file name.")
+
+
+def write_run_id(path: str | None, run_number: int) -> None:
+    if not path:
+        return
+    try:
+        Path(path).write_text(str(run_number))
+    except OSError as exc:
+        raise FlowcellError(f"Cannot write the run id to {path}: {exc.strerror or exc}.") from None
+
+
+@contextmanager
+def _failing_run(meta: MetadataStore, flow: str, run_number: int) -> Iterator[None]:
+    """A failure while a recorded run is set up marks it failed (never left "running")."""
+    try:
+        yield
+    except BaseException:
+        meta.finish_run(flow, run_number, "failed")
+        meta.close()
+        raise
 
 
 def _base_dirs(flow: FlowSource) -> list[Path]:
@@ -138,6 +175,7 @@ def start_resume(
     blobs (no bytes are copied).
     """
     graph = prepare(flow)
+    check_run_id_file(run_id_file)
     root = root or find_store_root(flow.path)
     if not has_store(root):
         raise FlowcellError(f"Nothing to resume: flow {flow.name} has no runs yet; run it first.")
@@ -178,9 +216,9 @@ def start_resume(
     except BaseException:
         meta.close()
         raise
-    if run_id_file:
-        Path(run_id_file).write_text(str(run_number))
-    first = _record_parameters(meta, flow.name, run_number, {**origin_params, **override_refs})
+    with _failing_run(meta, flow.name, run_number):
+        write_run_id(run_id_file, run_number)
+        first = _record_parameters(meta, flow.name, run_number, {**origin_params, **override_refs})
     ctx = RunContext(flow=flow, graph=graph, meta=meta, root=str(root), run_number=run_number,
                      parameter_names=[s.var for s in flow.parameters], namespace=default_namespace(),
                      username=user, tags=user_tags, cwd=os.getcwd(), origin_run_id=origin.run_number,

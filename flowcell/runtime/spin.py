@@ -10,7 +10,6 @@ consecutive steps without a full run).  Finding the inputs is
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore
 from ..store.serialize import dump_artifact
 from .engine import Observer, Runtime
+from .launch import SPIN_PREFIX, OwnedDir
 from .scheduler import node_spec
 from .spin_inputs import InputFinder, SpinInputs, SpunStep, inputs_from_metaflow
 from .task import TaskOutcome, TaskRequest, execute_task
@@ -43,6 +43,8 @@ class SpinResult:
     outcome: TaskOutcome | None = None
     foreach_stack: list[dict[str, Any]] = field(default_factory=list)
     finished_at: float = field(default_factory=time.time)
+    #: The scratch store the outputs live in (held so it outlives the spinner while this result is used).
+    scratch: OwnedDir | None = field(default=None, repr=False, compare=False)
 
     @property
     def successful(self) -> bool:
@@ -83,13 +85,18 @@ class SpinResult:
         }
 
 
-def spin_root(flow: FlowSource, persist: bool, scratch: dict[str, Path]) -> Path:
-    """``.flowcell_spin`` beside the notebook when persisting, else a per-process scratch store."""
+def spin_root(flow: FlowSource, persist: bool, scratch: dict[str, OwnedDir]) -> Path:
+    """``.flowcell_spin`` beside the notebook when persisting, else the spinner's scratch store.
+
+    The scratch store is removed once neither the spinner nor any of its results
+    holds it (``flowcell spin``: when the command ends; a notebook or ``Runner``:
+    when it is dropped or the process exits).
+    """
     if persist:
         return (Path.cwd() / config.SPIN_DIR).resolve()
     if "root" not in scratch:
-        scratch["root"] = Path(tempfile.mkdtemp(prefix="flowcell-spin-"))
-    return scratch["root"]
+        scratch["root"] = OwnedDir(SPIN_PREFIX)
+    return scratch["root"].path
 
 
 class Spinner:
@@ -100,7 +107,7 @@ class Spinner:
         self.root = root
         self.session: dict[str, SpunStep] = {}
         self.finder = InputFinder(root, self.session)
-        self._scratch: dict[str, Path] = {}
+        self._scratch: dict[str, OwnedDir] = {}
 
     # -- running -------------------------------------------------------------------
 
@@ -176,7 +183,8 @@ class Spinner:
         finally:
             meta.close()
         result = SpinResult(step=step, status=status, inputs_from=found.source, root=str(root),
-                            pathspec=pathspec_out, outcome=outcome, foreach_stack=found.foreach_stack)
+                            pathspec=pathspec_out, outcome=outcome, foreach_stack=found.foreach_stack,
+                            scratch=None if persist else self._scratch.get("root"))
         if result.successful:
             self.session[step] = SpunStep(step, str(root), pathspec_out, found.foreach_stack, result.finished_at)
         return result

@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
 MIGRATIONS = [
     # 1: large stdout and stderr are stored as blobs; the row keeps their address.
     "ALTER TABLE tasks ADD COLUMN stdout_blob TEXT; ALTER TABLE tasks ADD COLUMN stderr_blob TEXT;",
+    # 2: each run records the process that runs it, so readers can tell a crashed run.
+    "ALTER TABLE runs ADD COLUMN owner TEXT;",
 ]
 
 

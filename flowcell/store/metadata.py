@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .. import owner as owner_mod
 from ..config import METADATA_FILE
 from ..errors import InvalidNameError, TagLimitError
 from .blobs import BlobStore
@@ -53,6 +54,8 @@ class RunRecord:
     source: str | None
     tags: list[str] = field(default_factory=list)
     system_tags: list[str] = field(default_factory=list)
+    #: The process that ran it: ``{"pid", "host", "started"}`` (None for runs recorded before owners were).
+    owner: dict[str, Any] | None = None
 
     @property
     def pathspec(self) -> str:
@@ -103,6 +106,32 @@ class TaskRecord:
     @property
     def stderr(self) -> str:
         return self.logs.read("stderr")
+
+
+#: The status a reader shows for a run still recorded as running whose owner process is gone.
+CRASHED = "crashed"
+
+
+def _owner(row: sqlite3.Row) -> dict[str, Any] | None:
+    text = row["owner"] if "owner" in row.keys() else None
+    return json.loads(text) if text else None
+
+
+def _status(row: sqlite3.Row) -> str:
+    """The recorded status, or :data:`CRASHED` for a "running" run whose process has gone.
+
+    A process killed with SIGKILL (or a lost machine) cannot mark its run failed;
+    readers see from the recorded owner (pid, host, start time) that nobody runs it.
+    A run owned by another host is shown as recorded: its owner cannot be checked.
+    """
+    status = str(row["status"])
+    if status != "running":
+        return status
+    who = _owner(row)
+    if who is None:
+        return status
+    alive = owner_mod.Owner(int(who["pid"]), str(who["host"]), float(who["started"])).alive()
+    return CRASHED if alive is False else status
 
 
 class MetadataStore:
@@ -171,7 +200,8 @@ class MetadataStore:
         origin_run_number: int | None = None,
         source: str | None = None,
     ) -> int:
-        """Allocate the next run number of ``flow`` and record the run as running."""
+        """Allocate the next run number of ``flow`` and record the run as running, owned by this process."""
+        me = owner_mod.current()
         check_tag_characters(tags)
         with self.transaction() as cur:
             row = cur.execute(
@@ -180,8 +210,9 @@ class MetadataStore:
             number = int(row[0])
             cur.execute(
                 "INSERT INTO runs (flow, run_number, user, status, created_at, params,"
-                " origin_run_number, source) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-                (flow, number, user, time.time(), json.dumps(params), origin_run_number, source),
+                " origin_run_number, source, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (flow, number, user, time.time(), json.dumps(params), origin_run_number, source,
+                 json.dumps({"pid": me.pid, "host": me.host, "started": me.started})),
             )
             cur.executemany(
                 "INSERT OR IGNORE INTO run_tags (flow, run_number, tag, system) VALUES (?, ?, ?, ?)",
@@ -216,10 +247,11 @@ class MetadataStore:
             system.sort()
         return [
             RunRecord(
-                flow=row["flow"], run_number=row["run_number"], user=row["user"], status=row["status"],
+                flow=row["flow"], run_number=row["run_number"], user=row["user"], status=_status(row),
                 created_at=row["created_at"], finished_at=row["finished_at"], params=json.loads(row["params"]),
                 origin_run_number=row["origin_run_number"], source=row["source"],
                 tags=tags[row["run_number"]][0], system_tags=tags[row["run_number"]][1],
+                owner=_owner(row),
             )
             for row in rows
         ]
@@ -458,14 +490,25 @@ class MetadataStore:
                 "SELECT * FROM tasks WHERE flow = ? AND run_number = ? AND step = ? ORDER BY task_id",
                 (flow, run_number, step),
             )
-        return [self._task_from_row(r) for r in rows]
+        return self._crashed_tasks([self._task_from_row(r) for r in rows])
+
+    def _crashed_tasks(self, records: list[TaskRecord]) -> list[TaskRecord]:
+        """Tasks recorded as running in a run whose owner is gone are shown as crashed, like the run."""
+        running = [t for t in records if t.status == "running"]
+        if running:
+            rows = self._query("SELECT * FROM runs WHERE flow = ? AND run_number = ?",
+                               (running[0].flow, running[0].run_number))
+            if rows and _status(rows[0]) == CRASHED:
+                for task in running:
+                    task.status = CRASHED
+        return records
 
     def get_task(self, flow: str, run_number: int, task_id: int) -> TaskRecord | None:
         rows = self._query(
             "SELECT * FROM tasks WHERE flow = ? AND run_number = ? AND task_id = ?",
             (flow, run_number, task_id),
         )
-        return self._task_from_row(rows[0]) if rows else None
+        return self._crashed_tasks([self._task_from_row(rows[0])])[0] if rows else None
 
     def steps(self, flow: str, run_number: int) -> list[str]:
         rows = self._query(

@@ -14,7 +14,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "running": "#0969da", "never": "#8c959f"}
+STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "crashed": "#9a6700", "running": "#0969da",
+                 "never": "#8c959f"}
 EDGE_KINDS = ("linear", "branch", "foreach", "join", "conditional")
 
 
@@ -183,6 +184,8 @@ def step_statuses(flow_name: str) -> dict[str, str | None]:
         tasks = step.tasks()
         if any(t._record.status == "failed" for t in tasks):
             out[step.id] = "failed"
+        elif any(t._record.status == "crashed" for t in tasks):  # its run's process is gone
+            out[step.id] = "crashed"
         elif any(t._record.status == "running" for t in tasks):
             out[step.id] = "running"
         else:

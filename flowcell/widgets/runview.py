@@ -67,7 +67,10 @@ def _foreach(t: TaskRecord, values: dict[tuple[str, tuple[int, ...], int], str])
 
 def _step_status(tasks: list[TaskRecord]) -> str:
     states = {t.status for t in tasks}
-    return "failed" if "failed" in states else ("running" if "running" in states else "completed")
+    for status in ("failed", "crashed", "running"):  # crashed: its run's process is gone
+        if status in states:
+            return status
+    return "completed"
 
 
 def run_graph(tasks: list[TaskRecord]) -> dict[str, Any]:
