@@ -20,10 +20,10 @@ from typing import Any
 
 from . import cards as cards_mod
 from . import client
-from ._flowspec import ArtifactView, FlowInstance, Inputs
+from ._flowspec import ArtifactView, FlowInstance, Inputs, add_class_constants
 from ._hygiene import KernelCheck, end_descendants
 from ._metaflow_shim import install as install_metaflow_shim
-from ._metaflow_shim import project_fields
+from ._metaflow_shim import parallel_info, project_fields, task_namespace
 from .current import current
 from .errors import FlowcellError
 from .protocol import CARD_MIME, RESULT_MIME, CardSpec, CaughtException, CellCode, TaskError, TaskResult, TaskSpec
@@ -150,7 +150,7 @@ def _run(spec: TaskSpec) -> TaskResult:
     store = _store(spec.root)
     loader = _load(store)
     install_metaflow_shim()  # `import metaflow` anywhere in the task is flowcell (issue 13)
-    namespace: dict[str, Any] = {"__name__": "__main__", "__file__": spec.file, "__builtins__": __builtins__}
+    namespace = task_namespace(spec.file)
     cell_files = {c.filename for c in spec.code_cells} | {spec.step_cell.filename}
     env_before = dict(os.environ)
     os.environ.update(spec.environment)
@@ -164,8 +164,8 @@ def _run(spec: TaskSpec) -> TaskResult:
         flow_name=spec.flow, run_id=_str_or_none(spec.run_id), origin_run_id=_str_or_none(spec.origin_run_id),
         step_name=spec.step, task_id=_str_or_none(spec.task_id), retry_count=spec.retry_count,
         namespace=spec.namespace, username=spec.username,
-        parameter_names=spec.parameter_names, tags=spec.tags,
-        is_running_flow=spec.run_id is not None, card=cards,
+        parameter_names=spec.parameter_names, tags=set(spec.tags),  # a set, as Metaflow gives it
+        is_running_flow=spec.run_id is not None, card=cards, parallel=parallel_info(spec.foreach_stack),
     )
     # Client calls inside the step read the run's store, in the run's namespace.
     client.use_store(spec.client_root, spec.namespace)
@@ -176,12 +176,15 @@ def _run(spec: TaskSpec) -> TaskResult:
             exec(compile(_compile_cell(cell), cell.filename, "exec"), namespace)
         # @project's names depend on what the module code set (METAFLOW_BRANCH, ...)
         current._values.update(project_fields(spec.flow_decorators, spec.flow, spec.username))
+        instance.__dict__["_fc_class"] = namespace.get(spec.flow)  # class constants and helper methods
+        instance.__dict__["_fc_params"] = set(spec.parameter_names)  # read-only on self, as in Metaflow
         fn = _step_function(spec, namespace)
         if join_inputs is not None:
             views = [ArtifactView(i.step, i.pathspec, i.artifacts, loader, i.frame) for i in join_inputs]
             fn(instance, Inputs(views))
         else:
             fn(instance)
+        add_class_constants(instance)
     except BaseException as exc:  # the step's own failure, reported to the parent
         error = _format_error(exc, cell_files)
         error.interrupted = isinstance(exc, KeyboardInterrupt)

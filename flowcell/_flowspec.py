@@ -7,6 +7,7 @@ passed on to the next step as a reference (no bytes read or written).
 
 from __future__ import annotations
 
+import inspect
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -184,6 +185,13 @@ class FlowInstance:
         member = _MEMBERS.get(name)
         if member is not None:
             return member(self)
+        cls = self.__dict__.get("_fc_class")
+        if isinstance(cls, type) and not name.startswith("__") and name in _class_attributes(cls):
+            # A constant, helper method or property of a flow file's FlowSpec class.
+            raw = inspect.getattr_static(cls, name)
+            if isinstance(raw, (staticmethod, classmethod)) or not hasattr(raw, "__get__"):
+                return getattr(cls, name)
+            return raw.__get__(self, type(self))
         raise AttributeError(
             f"Flow {self._fc_flow_name} has no artifact or step named {name!r} here; "
             "set it on self in this step or in a step before it."
@@ -194,6 +202,11 @@ class FlowInstance:
             raise AttributeError(f"'{name}' is part of the flow's API and cannot be assigned; choose another name.")
         if name.startswith("_fc_"):
             raise AttributeError(f"Names starting with _fc_ are reserved by flowcell: {name!r}.")
+        if name in self.__dict__.get("_fc_params", ()):
+            raise AttributeError(f"{name!r} is a parameter of the flow; parameters cannot be assigned in a step.")
+        cls = self.__dict__.get("_fc_class")
+        if isinstance(cls, type) and name in _class_attributes(cls):
+            raise AttributeError(f"{name!r} is an attribute of the flow's class (a constant); it cannot be assigned.")
         if name in self._fc_steps:
             raise AttributeError(
                 f"{name!r} is the name of a step; an artifact cannot share it. Choose another name."
@@ -214,8 +227,15 @@ class FlowInstance:
 
     # -- FlowSpec API --------------------------------------------------------------
 
-    def next(self, *targets: Any, foreach: str | None = None, condition: str | None = None) -> None:
+    def next(self, *targets: Any, foreach: str | None = None, condition: str | None = None,
+             num_parallel: int | None = None) -> None:
         """Record the transition; it is checked against the graph after the body."""
+        if num_parallel is not None:
+            if not isinstance(num_parallel, int) or num_parallel < 1:
+                raise FlowcellError(f"num_parallel must be a positive integer, not {num_parallel!r}.")
+            # As Metaflow: the @parallel step runs as a foreach over its node indices.
+            self._fc_values["_parallel_ubf_iter"] = list(range(num_parallel))
+            foreach = "_parallel_ubf_iter"
         if self._fc_next is not None:
             raise FlowcellError("self.next() was called twice in one step; call it once, as the last statement.")
         names: list[str] = []
@@ -297,6 +317,31 @@ class FlowInstance:
 
     def __repr__(self) -> str:
         return f"<flow {self._fc_flow_name}>"
+
+
+def _class_attributes(cls: type) -> set[str]:
+    """Names a flow class defines itself (not FlowSpec's or object's)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass.__module__ in ("builtins", "flowcell._metaflow_shim"):
+            continue
+        names.update(klass.__dict__)
+    return names
+
+
+def add_class_constants(flow: FlowInstance) -> None:
+    """Store the flow class's constants as artifacts, as Metaflow does, where not already passed on."""
+    cls = flow.__dict__.get("_fc_class")
+    if not isinstance(cls, type):
+        return
+    values, refs = flow._fc_values, flow._fc_refs
+    for name in sorted(_class_attributes(cls)):
+        if name.startswith("_") or name in values or name in refs:
+            continue
+        raw = inspect.getattr_static(cls, name)
+        if callable(raw) or isinstance(raw, (property, staticmethod, classmethod)) or hasattr(raw, "kwargs"):
+            continue  # methods, properties and Parameter objects are not constants
+        values[name] = raw
 
 
 def _foreach_frames(flow: FlowInstance) -> list[Any]:

@@ -19,6 +19,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 import types
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -229,3 +230,33 @@ def project_fields(flow_decorators: list[str], flow_name: str, username: str | N
         branch_name = "prod" if production else f"user.{username}"
     return {"project_name": name, "branch_name": branch_name, "is_production": production,
             "project_flow_name": f"{name}.{branch_name}.{flow_name}"}
+
+
+def task_namespace(file: str | None) -> dict[str, Any]:
+    """A fresh module namespace for a flow's code, as flowcell runs it.
+
+    A flow file's ``from metaflow import FlowSpec, step, retry`` loses the names a
+    notebook does not need when flowcell reads it; the class body (constants, helper
+    methods, decorated steps) still uses them, so they are there from the start.
+    """
+    import builtins
+
+    install()
+    import metaflow  # this finder's module
+
+    namespace: dict[str, Any] = {"__name__": "__main__", "__file__": file, "__builtins__": builtins}
+    for name in ("FlowSpec", "step", *_DECORATORS):
+        namespace[name] = getattr(metaflow, name)
+    return namespace
+
+
+#: ``current.parallel`` (Metaflow's namedtuple of the same fields).
+_Parallel = namedtuple("_Parallel", ["main_ip", "num_nodes", "node_index", "control_task_id"])
+
+
+def parallel_info(foreach_stack: list[dict[str, Any]]) -> Any:
+    """``current.parallel`` in a @parallel step (run locally as a foreach over node indices)."""
+    if not foreach_stack or foreach_stack[-1].get("var") != "_parallel_ubf_iter":
+        return None
+    frame = foreach_stack[-1]
+    return _Parallel("127.0.0.1", frame["num_splits"], frame["index"], None)

@@ -37,10 +37,21 @@ class StepNode:
     matching_join: str | None = None
     is_inside_foreach: bool = False
     foreach_is_literal: bool = True
+    #: ``self.next(self.x, num_parallel=N)``: the next step is a @parallel step.
+    parallel_foreach: bool = False
+
+    @property
+    def parallel_step(self) -> bool:
+        """A @parallel step: the target of a ``num_parallel`` split (Metaflow's name)."""
+        return any(d.name == "parallel" for d in self.cell.decorators)
 
     @property
     def label(self) -> str:
         return self.cell.label
+
+
+#: The artifact a ``num_parallel`` split iterates over (Metaflow's name for it).
+PARALLEL_FOREACH_VAR = "_parallel_ubf_iter"
 
 
 def _literal(node: ast.expr) -> Any:
@@ -98,7 +109,13 @@ def _read_transition(node: StepNode, tree: ast.Module) -> None:
     if not all(_is_self_attr(a) for a in call.args):
         return
     node.out_funcs = [a.attr for a in call.args]  # type: ignore[attr-defined]
-    if len(keywords) == 1 and "foreach" in keywords:
+    if len(keywords) == 1 and "num_parallel" in keywords and len(node.out_funcs) == 1:
+        # Metaflow's @parallel: N tasks of the next step, run locally as a foreach over range(N)
+        node.type = "foreach"
+        node.foreach_param = PARALLEL_FOREACH_VAR
+        node.parallel_foreach = True
+        node.invalid_tail_next = False
+    elif len(keywords) == 1 and "foreach" in keywords:
         node.type = "foreach"
         value = _literal(keywords["foreach"])
         node.foreach_is_literal = isinstance(value, str)

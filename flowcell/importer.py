@@ -111,6 +111,7 @@ def read_flow_file(path: str | Path) -> FlowSource:
         chunk.append(node)
     flush()
     params: list[str] = []
+    extras: list[ast.stmt] = []
     for node in cls.body:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue
@@ -125,17 +126,30 @@ def read_flow_file(path: str | Path) -> FlowSource:
                 (isinstance(d, ast.Attribute) and d.attr == "step") for d in node.decorator_list):
             flow.steps[node.name] = _step_cell(node, lines, name, str(p))
             continue
-        what = ast.unparse(node).splitlines()[0][:60]
-        raise FlowImportError(
-            f"{name}, line {node.lineno}: the FlowSpec class holds {what!r}, which is not a Parameter or a @step "
-            "method; flowcell reads steps statically, so move helpers to module level (steps built dynamically "
-            "cannot be imported)."
-        )
+        extras.append(node)  # a constant, helper method or property: the class body keeps it
     if not flow.steps:
         raise FlowImportError(f"{name}: class {cls.name} has no @step methods (steps built dynamically cannot be imported).")
+    if extras:
+        flow.code_cells.append(_class_cell(cls, extras, lines, name, str(p)))
     if params:
         flow.code_cells.append(CodeCell(source="\n".join(params) + "\n", label=f"{name}, parameters", first_line=1))
     return flow
+
+
+def _class_cell(cls: ast.ClassDef, extras: list[ast.stmt], lines: list[str], name: str, path: str) -> CodeCell:
+    """The FlowSpec class with only its constants and helpers, at the file's own line numbers.
+
+    Metaflow executes the class body; flowcell runs this cell with the module code so a
+    step's ``self.CONSTANT`` or ``self.helper()`` finds the class's attribute.
+    """
+    end = cls.end_lineno or cls.lineno
+    first = cls.body[0]
+    keep = set(range(cls.lineno, min([first.lineno] + [d.lineno for d in getattr(first, "decorator_list", [])])))
+    for node in extras:
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        keep.update(range(start, (node.end_lineno or node.lineno) + 1))
+    source = "".join(lines[i - 1] if i in keep else "\n" for i in range(cls.lineno, end + 1))
+    return CodeCell(source=source, label=f"{name}, line {cls.lineno}", first_line=cls.lineno, filename=path)
 
 
 def _step_cell(node: ast.FunctionDef, lines: list[str], name: str, path: str) -> StepCell:

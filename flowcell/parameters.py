@@ -9,6 +9,7 @@ step sees them on ``self``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class Config(Parameter):
     """A configuration read from a JSON file (``default=`` path) or given as a dict."""
 
 
+ENV_PREFIX = "METAFLOW_RUN_"
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
@@ -72,6 +74,13 @@ def _convert(spec: ParameterSpec, value: Any) -> Any:
             except json.JSONDecodeError as exc:
                 raise ParameterError(f"--{spec.name} expects JSON, got {value!r} ({exc.msg}).") from None
         return value
+    separator = spec.kwargs.get("separator")
+    if separator and isinstance(value, str):  # Parameter(separator=","): a list of values
+        return [_convert_one(spec, kind, v) for v in value.split(separator)]
+    return _convert_one(spec, kind, value)
+
+
+def _convert_one(spec: ParameterSpec, kind: str | None, value: Any) -> Any:
     if kind not in _TYPES:
         return value
     target = _TYPES[kind]
@@ -115,6 +124,19 @@ def _read_file(spec: ParameterSpec, path_value: Any, base_dirs: list[Path]) -> A
     raise ParameterError(f"{spec.kind} {spec.name!r}: file {str(path_value)!r} not found (looked for {where}).")
 
 
+def _evaluated(flow: FlowSource, specs: list[ParameterSpec], given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Defaults that need the module code run (calls, functions of the deploy context, files
+    the module code writes), and the ``METAFLOW_RUN_*`` values it set; empty when none do."""
+    needed = [s for s in specs if s.name not in given and not s.required and
+              (not s.has_literal_default or s.kind == "IncludeFile")]
+    if not needed or not flow.code_cells:
+        return {}, {}
+    from ._evaluate import evaluate_parameters  # spawns a process; only for flows that need it
+
+    defaults, env = evaluate_parameters(flow)
+    return {s.var: defaults.get(s.var) for s in needed}, env
+
+
 def resolve(flow: FlowSource, given: dict[str, Any], base_dirs: list[Path]) -> dict[str, Any]:
     """Values of every parameter by attribute name, given values by parameter name.
 
@@ -132,10 +154,17 @@ def resolve(flow: FlowSource, given: dict[str, Any], base_dirs: list[Path]) -> d
             f"its parameters are: {known}."
         )
     values: dict[str, Any] = {}
+    evaluated, module_env = _evaluated(flow, specs, given)
     for spec in specs:
         key = next((k for k in (spec.name, spec.name.replace("_", "-"), spec.name.replace("-", "_")) if k in given), None)
+        env_name = ENV_PREFIX + spec.name.upper().replace("-", "_")
+        from_env = os.environ.get(env_name, module_env.get(env_name))
         if key is not None:
             value = given[key]
+        elif from_env is not None:  # Metaflow reads METAFLOW_RUN_<NAME> as the parameter's value
+            value, key = from_env, env_name
+        elif spec.var in evaluated:
+            value = evaluated[spec.var]
         elif spec.required:
             raise ParameterError(f"Flow {flow.name} needs --{spec.name}: it is a required parameter.")
         elif not spec.has_literal_default:

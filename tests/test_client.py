@@ -160,6 +160,6 @@ pass
     _, r, _ = run(runtime, text, name="NsFlow", tags=["t1"])
     task = r["start"].task
     assert task.data.me == task.pathspec
-    assert task.data.ns == "user:tester" and task.data.tags == ["t1"]
+    assert task.data.ns == "user:tester" and task.data.tags == {"t1"}, "a set, as Metaflow gives it"
     _, r, _ = run(runtime, text, name="NsFlow", namespace="user:someone")
     assert r["start"].task.data.ns == "user:someone"

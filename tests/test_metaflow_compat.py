@@ -125,3 +125,92 @@ def test_task_exception_has_metaflows_attributes(runtime: Any, tmp_path: Path) -
     assert "KeyError" in str(exc)
     assert exc.exception == "'Something has gone wrong'" and exc.type == "builtins.KeyError"
     assert "raise KeyError" in exc.stacktrace
+
+
+PARAM_FLOW = '''
+import os
+from metaflow import FlowSpec, step, Parameter, IncludeFile
+
+os.environ["METAFLOW_RUN_FROM_ENV"] = "set by module code"
+with open("written.txt", "w") as f:
+    f.write("written by module code")
+
+
+def computed(ctx):
+    return f"{ctx.flow_name}/{ctx.parameter_name}"
+
+
+class ParamFlow(FlowSpec):
+    LIMIT = 3
+    from_env = Parameter("from_env", default="literal")
+    computed = Parameter("computed", default=computed)
+    listed = Parameter("listed", default="a,b,c", separator=",")
+    text = IncludeFile("text", default="written.txt")
+
+    def twice(self, x):
+        return 2 * x
+
+    @step
+    def start(self):
+        self.doubled = self.twice(self.LIMIT)
+        for name in ("from_env", "LIMIT"):
+            try:
+                setattr(self, name, 0)
+            except AttributeError:
+                self.refused = getattr(self, "refused", []) + [name]
+        self.next(self.fan, num_parallel=3)
+
+    @step
+    def fan(self):
+        from metaflow import current
+        self.node = (current.parallel.node_index, current.parallel.num_nodes, self.input)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        from metaflow import current
+        self.nodes = sorted(i.node for i in inputs)
+        self.me = current.task
+        self.run_of = current.run
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+'''
+
+
+def test_module_code_defaults_constants_and_parallel(runtime: Any, tmp_path: Path) -> None:
+    path = tmp_path / "param_flow.py"
+    path.write_text(PARAM_FLOW)
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "completed", result.failures
+    run = Run(result.pathspec, _check_namespace=False)
+    start = run["start"].task
+    assert start.data.from_env == "set by module code", "METAFLOW_RUN_<NAME> set by the module code"
+    assert start.data.computed == "ParamFlow/computed", "a default that is a function of the deploy context"
+    assert start.data.listed == ["a", "b", "c"] and start.data.text == "written by module code"
+    assert start.data.LIMIT == 3 and start.data.doubled == 6, "class constants and helper methods"
+    assert start.data.refused == ["from_env", "LIMIT"], "parameters and constants are read-only"
+    assert run["join"].task.data.nodes == [(0, 3, 0), (1, 3, 1), (2, 3, 2)]
+    assert [t.index for t in run["fan"].control_tasks()] == [0]
+    join = run["join"].task
+    assert join.data.me.pathspec == join.pathspec and join.data.run_of.id == run.id
+    assert join.data.me.parent.id == "join", "current.task reads through the Client once the task is stored"
+    assert [m.value for m in start.metadata if m.type == "attempt"] == ["0"]
+
+
+def test_metaflow_tutorials_run_with_their_own_defaults(runtime: Any, tmp_path: Path) -> None:
+    """Metaflow's tutorials 01-playlist and 02-statistics: IncludeFile(default=script_path(...))."""
+    import shutil
+
+    import metaflow
+
+    tutorials = Path(metaflow.__file__).parent / "tutorials"
+    for folder, file, artifact in (("01-playlist", "playlist.py", "playlist"),
+                                   ("02-statistics", "stats.py", "genre_stats")):
+        target = tmp_path / folder
+        shutil.copytree(tutorials / folder, target)
+        result = start_run(runtime, read_flow_file(target / file), {})
+        assert result.status == "completed", (folder, result.failures)
+        assert Run(result.pathspec, _check_namespace=False)["end"].task[artifact].data, folder

@@ -39,6 +39,33 @@ class Step:
         return iter(self.tasks())
 
     @property
+    def parent(self) -> Run:
+        return self._run
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Step) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(self.pathspec)
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self._run.tags
+
+    def control_tasks(self) -> Iterator[Task]:
+        """The control task of a @parallel step (its node 0); none for other steps, as in Metaflow."""
+        for task in self.tasks():
+            frames = task._record.foreach_stack
+            if frames and frames[-1].get("var") == "_parallel_ubf_iter" and frames[-1].get("index") == 0:
+                yield task
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """For a step cloned by resume, the step it was cloned from."""
+        origin = self.task.origin_pathspec
+        return origin.rsplit("/", 1)[0] if origin else None
+
+    @property
     def task(self) -> Task:
         records = self._records()
         return Task._of(records[0], self._run._root)
@@ -178,6 +205,16 @@ class Run(Recorded):
 
     def __repr__(self) -> str:
         return f"Run('{self.pathspec}')"
+
+    @property
+    def parent(self) -> Flow:
+        return Flow(self._record.flow, _root=self._root)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(self.pathspec)
 
 
 class Flow:

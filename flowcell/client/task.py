@@ -6,7 +6,7 @@ import datetime
 import html
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import NotFoundError
 from ..store.blobs import BlobStore
@@ -103,16 +103,27 @@ class Recorded:
         return datetime.datetime.fromtimestamp(self._record.created_at)
 
 
+class Metadata(NamedTuple):
+    """One metadata entry of a task (Metaflow's ``Metadata``)."""
+
+    name: str
+    value: str
+    created_at: float
+    type: str
+    task: str
+
+
 class Task(Recorded):
     """One task: ``Task("Flow/3/train/4")``."""
 
     _record: TaskRecord
 
-    def __init__(self, pathspec: str, _record: TaskRecord | None = None, _root: Path | None = None) -> None:
+    def __init__(self, pathspec: str, _record: TaskRecord | None = None, _root: Path | None = None,
+                 _namespace_check: bool = True) -> None:
         self._root = _root or context.current_root()
         if _record is None:
             flow, run, step, task = context.parse(pathspec, 4, "Task")
-            run_record = context.find_run(flow, run, self._root)
+            run_record = context.find_run(flow, run, self._root, _namespace_check)
             meta, _ = context.stores_for(self._root)
             try:
                 task_id = int(task)
@@ -211,6 +222,64 @@ class Task(Recorded):
         r = self._record
         return [Task._of(t, self._root) for t in meta.tasks(r.flow, r.run_number) if r.task_id in t.parents]
 
+    # -- Metaflow's Task API beyond flowcell's own (issue 13) ------------------------
+
+    @property
+    def parent(self) -> Any:
+        """The :class:`Step` this task belongs to."""
+        from .run import Run, Step  # run.py imports this module
+
+        r = self._record
+        return Step(f"{r.flow}/{r.run_number}/{r.step}", _run=Run(f"{r.flow}/{r.run_number}", _root=self._root,
+                                                                   _check_namespace=False))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(self.pathspec)
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """For a task cloned by resume, the task it was cloned from."""
+        return self._record.origin
+
+    @property
+    def metadata(self) -> list[Metadata]:
+        """Metaflow's task metadata: one ``attempt`` entry per attempt, ``origin-*`` when cloned."""
+        r = self._record
+        entries = [Metadata("attempt", str(i), r.created_at, "attempt", self.pathspec) for i in range(r.attempt + 1)]
+        if r.finished_at:
+            entries.append(Metadata("attempt-done", str(r.attempt), r.finished_at, "attempt-done", self.pathspec))
+        if r.origin:
+            parts = r.origin.split("/")
+            entries += [Metadata("origin-run-id", parts[-3], r.created_at, "origin-run-id", self.pathspec),
+                        Metadata("origin-task-id", parts[-1], r.created_at, "origin-task-id", self.pathspec)]
+        return entries
+
+    @property
+    def metadata_dict(self) -> dict[str, str]:
+        """The latest value of each metadata name."""
+        return {m.name: m.value for m in sorted(self.metadata, key=lambda m: m.created_at)}
+
+    def loglines(self, stream: str, as_unicode: bool = True) -> Iterator[tuple[datetime.datetime | None, str]]:
+        """``(timestamp, line)`` for each line of ``stdout`` or ``stderr`` (flowcell keeps no per-line times)."""
+        text = self.stdout if stream == "stdout" else self.stderr
+        for line in text.splitlines():
+            yield None, line
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return frozenset(self.parent.parent.tags)
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return frozenset(self.parent.parent.user_tags)
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return frozenset(self.parent.parent.system_tags)
+
     @property
     def cards(self) -> list[Card]:
         """The cards stored with this task (``@card``), in the order the step declares them."""
@@ -227,6 +296,20 @@ class Card:
 
     def __init__(self, pathspec: str, card_type: str, card_id: str | None, html_text: str) -> None:
         self.pathspec, self.type, self.id, self.html = pathspec, card_type, card_id, html_text
+
+    # Metaflow's Card: get() the HTML, a hash, and the path it would have in Metaflow's store.
+    def get(self) -> str:
+        return self.html
+
+    @property
+    def hash(self) -> str:
+        import hashlib
+
+        return hashlib.sha1(self.html.encode()).hexdigest()
+
+    @property
+    def path(self) -> str:
+        return f"{self.pathspec}/cards/{self.type}-{self.id or ''}-{self.hash}.html"
 
     def _repr_html_(self) -> str:
         # An iframe keeps the card's styles from leaking into the notebook.

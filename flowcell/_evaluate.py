@@ -1,0 +1,96 @@
+"""Evaluate a flow's module code in a separate process to learn its parameter defaults.
+
+Metaflow takes a flow's *graph* from the source but *executes* the module and the
+class body: a ``Parameter`` default may be a call or a function of the deploy context
+(``default=str_func``), module code may create the file an ``IncludeFile`` names or set
+``METAFLOW_RUN_<NAME>``.  flowcell keeps reading the graph statically; when a flow's
+parameters need it, :func:`evaluate_parameters` runs the module code once, in a fresh
+Python process (never in the notebook's own kernel), with ``metaflow`` resolving to
+flowcell, and returns the defaults and the ``METAFLOW_RUN_*`` environment it produced.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ParameterError
+from .model import FlowSource
+
+ENV_PREFIX = "METAFLOW_RUN_"
+
+
+class DeployContext:
+    """What Metaflow passes to a callable default (its ``ParameterContext``)."""
+
+    def __init__(self, flow_name: str, parameter_name: str) -> None:
+        self.flow_name = flow_name
+        self.parameter_name = parameter_name
+        self.user_name = os.environ.get("FLOWCELL_USER") or os.environ.get("METAFLOW_USER") or os.environ.get("USER")
+        self.logger = print
+        self.ds_type = "local"
+        self.configs = None
+
+
+def evaluate_parameters(flow: FlowSource) -> tuple[dict[str, Any], dict[str, str]]:
+    """``({var: default}, {METAFLOW_RUN_X: value})`` after running ``flow``'s module code."""
+    request = {
+        "flow": flow.name,
+        "path": flow.path,
+        "cells": [{"source": c.source, "filename": c.filename or c.label, "first_line": c.first_line}
+                  for c in flow.code_cells],
+        "vars": [p.var for p in flow.parameters],
+        "flow_decorators": flow.flow_decorators,
+        "user": os.environ.get("FLOWCELL_USER") or os.environ.get("METAFLOW_USER") or os.environ.get("USER"),
+    }
+    cwd = str(Path(flow.path).parent) if flow.path else None
+    proc = subprocess.run([sys.executable, "-m", "flowcell._evaluate"], input=json.dumps(request),
+                          capture_output=True, text=True, cwd=cwd)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("FLOWCELL-EVALUATED ")]
+    if proc.returncode or not lines:
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ParameterError(f"Running the module code of flow {flow.name} to learn its parameter defaults "
+                             f"failed: {detail}")
+    payload = pickle.loads(base64.b64decode(lines[-1].split(" ", 1)[1]))
+    return payload["defaults"], payload["env"]
+
+
+def _main() -> None:
+    """The child side: run the module code, report defaults (pickled) on stdout."""
+    from ._metaflow_shim import install, project_fields, task_namespace
+    from .current import current
+
+    request = json.loads(sys.stdin.read())
+    install()
+    current._set(flow_name=request["flow"], username=request["user"],
+                 **project_fields(request["flow_decorators"], request["flow"], request["user"]))
+    if request.get("path"):
+        sys.path.insert(0, str(Path(request["path"]).parent))
+    namespace = task_namespace(request.get("path"))
+    import ast
+
+    for cell in request["cells"]:
+        tree = ast.parse(cell["source"], cell["filename"])
+        ast.increment_lineno(tree, cell["first_line"] - 1)
+        exec(compile(tree, cell["filename"], "exec"), namespace)
+    current._values.update(project_fields(request["flow_decorators"], request["flow"], request["user"]))
+    defaults: dict[str, Any] = {}
+    for var in request["vars"]:
+        param = namespace.get(var)
+        default = getattr(param, "default", None)
+        if callable(default) and not isinstance(default, type):
+            default = default(DeployContext(request["flow"], getattr(param, "name", var)))
+        defaults[var] = default
+    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    blob = base64.b64encode(pickle.dumps({"defaults": defaults, "env": env})).decode()
+    sys.stdout.write(f"\nFLOWCELL-EVALUATED {blob}\n")
+
+
+if __name__ == "__main__":
+    _main()
