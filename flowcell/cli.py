@@ -17,20 +17,21 @@ def _emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
 
 
-def _run_summary(result: Any) -> dict[str, Any]:
-    """One machine-readable result for a run or resume (``--json``)."""
-    from .client import Run
+def _runtime(count: int) -> tuple[Any, bool]:
+    """The kernel server's warm runtime (not ours to close), or a new one started at once."""
+    from .warm import served_runtime
 
-    run = Run._open(result.pathspec, result.root)
-    error = None
-    if result.failures:
-        first = result.failures[0]
-        failed = StepFailed.of(first.pathspec, first.outcome.error if first.outcome else None)
-        error = {"pathspec": failed.pathspec, "type": failed.ename, "message": failed.evalue,
-                 "line": failed.detail.get("line")}
-    end = run.end_task
-    return {"status": result.status, "pathspec": result.pathspec, "origin": run.origin_pathspec,
-            "artifacts": sorted(a.id for a in end.artifacts) if end else [], "error": error}
+    served = served_runtime()
+    if served is not None:
+        served.resize(count)
+        return served, False
+    from .runtime.launch import prelaunch
+
+    # Start the kernels first: they boot while flowcell loads and the notebook is read.
+    early = prelaunch(count)
+    from .runtime.engine import Runtime
+
+    return Runtime(pool_size=count, prelaunched=early), True
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -60,13 +61,7 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
         parser.error("--max-workers must be at least 1")
     if on == "metaflow":
         return _run_on_metaflow(args, params, mf_options)
-    from .runtime.launch import prelaunch
-
-    # Start the kernels first: they boot while flowcell loads and the notebook is read.
-    early = prelaunch(min(args.max_workers, 2))
-    from .runtime.engine import Runtime
-
-    runtime = Runtime(pool_size=min(args.max_workers, 2), prelaunched=early)
+    runtime, owned = _runtime(min(args.max_workers, 2))
     try:
         from .progress import ConsoleProgress
         from .runner import load_flow
@@ -81,9 +76,12 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
             result = start_run(runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
                                run_id_file=args.run_id_file, observer=observer, namespace=args.namespace)
     finally:
-        runtime.close()
+        if owned:
+            runtime.close()
     if args.json:
-        _emit_json(_run_summary(result))
+        from .results import run_summary
+
+        _emit_json(run_summary(result))
     else:
         print(f"{result.pathspec} {result.status}", file=sys.stderr if args.quiet else sys.stdout)
     return 0 if result.status == "completed" else 1
@@ -99,7 +97,9 @@ def _run_on_metaflow(args: argparse.Namespace, params: dict[str, str], options: 
                              run_id_file=args.run_id_file, options=options, namespace=args.namespace,
                              observer=ConsoleProgress(quiet=args.quiet or args.json))
     if args.json:
-        _emit_json({**_run_summary(result), "metaflow_pathspec": result.metaflow_pathspec})
+        from .results import run_summary
+
+        _emit_json({**run_summary(result), "metaflow_pathspec": result.metaflow_pathspec})
     else:
         print(f"{result.metaflow_pathspec} on Metaflow {result.status}; read it as {result.pathspec}",
               file=sys.stderr if args.quiet else sys.stdout)
@@ -125,14 +125,13 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("--from-metaflow", nargs="?", const="",
                         help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK] (default: the latest)")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
+    parser.add_argument("--as-test", metavar="FILE", help="write a pytest file that re-spins the step on these inputs, frozen")
+    parser.add_argument("--expect", action="append", metavar="NAME", help="with --as-test: an output to check "
+                        "(repeatable; default: every artifact the spin created or changed)")
     args = parser.parse_args(argv)
-    from .runtime.launch import prelaunch
-
-    # Start the kernel first: it boots while flowcell loads and the inputs are found.
-    early = prelaunch(1)
-    from .runtime.engine import Runtime
-
-    runtime = Runtime(pool_size=1, prelaunched=early)
+    if args.expect and not args.as_test:
+        parser.error("--expect goes with --as-test FILE")
+    runtime, owned = _runtime(1)
     try:
         from .progress import ConsoleProgress
         from .runner import load_flow
@@ -153,11 +152,19 @@ def cmd_spin(argv: list[str]) -> int:
                 (sys.stdout if payload["name"] == "stdout" else sys.stderr).write(payload["text"])
             printer(kind, payload)
 
-        result = Spinner(runtime).spin(flow, step, pathspec, overrides,
-                                       persist=args.persist, skip_decorators=args.skip_decorators,
-                                       observer=observer, from_metaflow=args.from_metaflow)
+        spinner = Spinner(runtime)
+        result = spinner.spin(flow, step, pathspec, overrides, persist=args.persist,
+                              skip_decorators=args.skip_decorators, observer=observer,
+                              from_metaflow=args.from_metaflow)
+        if args.as_test and result.successful:
+            from .freeze import write_spin_test
+
+            written = write_spin_test(spinner, flow, result, pathspec, overrides, args.as_test, args.expect,
+                                      "flowcell spin " + " ".join(argv))
+            print(f"wrote {written}", file=sys.stderr)
     finally:
-        runtime.close()
+        if owned:
+            runtime.close()
     if args.json:
         _emit_json(result.summary())
     else:
@@ -291,6 +298,33 @@ def cmd_info(argv: list[str]) -> int:
     return 0
 
 
+def cmd_server(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flowcell server", description="The store's warm kernel server, which "
+                                     "later run, spin and resume commands hand their work to.")
+    parser.add_argument("action", choices=["status", "stop"])
+    parser.add_argument("notebook", nargs="?", help="the server of this notebook's store (default: this folder's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
+    args = parser.parse_args(argv)
+    from .warm import server_command
+
+    payload, line = server_command(args.action, args.notebook)
+    if args.json:
+        _emit_json(payload)
+    else:
+        print(line)
+    return 0
+
+
+def cmd_mcp(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="flowcell mcp", description="Serve flowcell to an agent as MCP tools over stdio.")
+    parser.add_argument("target", nargs="?", help="a notebook, or a folder of notebooks (default: here)")
+    args = parser.parse_args(argv)
+    from .mcp_server import serve
+
+    serve(args.target)
+    return 0
+
+
 USAGE = """usage: flowcell [--root DIR] COMMAND ...
 
   run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] [--run-id-file F] [--json]
@@ -311,6 +345,10 @@ USAGE = """usage: flowcell [--root DIR] COMMAND ...
       write a task's card (self-contained HTML) to FILE
   info [NOTEBOOK] [--json]
       show the store in use (and why), the user and the default namespace
+  server status|stop [NOTEBOOK] [--json]
+      the store's warm kernel server (started by the first run/spin/resume; FLOWCELL_SERVER=off disables)
+  mcp [NOTEBOOK_OR_DIR]
+      serve the flows as Model Context Protocol tools over stdio (pip install 'flowcell[mcp]')
 
   --root DIR (anywhere on the line) uses the store at DIR, like FLOWCELL_ROOT=DIR. Without
   it the store is found the way git finds .git: the nearest .flowcell/ in the notebook's
@@ -318,7 +356,7 @@ USAGE = """usage: flowcell [--root DIR] COMMAND ...
 
 
 COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag, "export": cmd_export, "card": cmd_card,
-            "import": cmd_import, "info": cmd_info}
+            "import": cmd_import, "info": cmd_info, "server": cmd_server, "mcp": cmd_mcp}
 
 
 def _take_root(argv: list[str]) -> list[str]:
@@ -352,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] in ("run", "spin", "resume") and not {"-h", "--help"} & set(argv):
+        from .warm import try_server
+
+        served = try_server(argv)
+        if served is not None:
+            return served
     try:
         with signals_as_interrupt():
             return COMMANDS[argv[0]](argv[1:])

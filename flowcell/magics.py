@@ -277,6 +277,8 @@ class FlowcellMagics(Magics):
         parser.add_argument("--persist", action="store_true")
         parser.add_argument("--skip-decorators", action="store_true")
         parser.add_argument("--from-metaflow", nargs="?", const="")
+        parser.add_argument("--as-test")
+        parser.add_argument("--expect", action="append")
         try:
             args = parser.parse_args(shlex.split(line))
         except (argparse.ArgumentError, SystemExit) as exc:
@@ -291,8 +293,18 @@ class FlowcellMagics(Magics):
                 args.from_metaflow = latest_metaflow_run(flow.name, flow.path)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        return self._spin_and_show(step, pathspec, overrides, args.persist,
-                                   args.skip_decorators, from_metaflow=args.from_metaflow)
+        result = self._spin_and_show(step, pathspec, overrides, args.persist,
+                                     args.skip_decorators, from_metaflow=args.from_metaflow)
+        if args.as_test:
+            from .freeze import write_spin_test
+
+            try:
+                written = write_spin_test(self.spinner, flow, result, pathspec, overrides, args.as_test,
+                                          args.expect, f"%spin {line.strip()}")
+            except FlowcellError as exc:
+                raise UsageError(str(exc)) from None
+            print(f"Wrote {written}: it re-spins {result.step!r} on these inputs, frozen in {written.stem}_inputs/.")
+        return result
 
     def _parse_run_line(self, prog: str, line: str, with_step: bool) -> tuple[dict[str, str], Any]:
         """``--PARAM VALUE`` pairs and the known options of %run_flow / %resume."""

@@ -20,6 +20,8 @@ def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     root = tmp_path / ".flowcell"
     monkeypatch.setenv("FLOWCELL_ROOT", str(root))
     monkeypatch.setenv("FLOWCELL_USER", "tester")
+    # No background kernel servers from the suite's CLI calls (tests/test_kernel_server.py turns it on).
+    monkeypatch.setenv("FLOWCELL_SERVER", "off")
     monkeypatch.delenv("FLOWCELL_PRODUCTION_TOKEN", raising=False)
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
     monkeypatch.chdir(tmp_path)
