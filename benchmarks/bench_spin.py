@@ -10,6 +10,10 @@ Usage: .venv/bin/python benchmarks/bench_spin.py [--repeat 7] [--large-mb 2048]
   (the notebook's case: the pool is already warm).
 * Lazy hydration: a run whose ``start`` holds ``--large-mb`` of arrays plus one small
   artifact; spinning a step that touches only the small one.
+* Shell spins and the warm kernel server (``--shell-only`` runs just this part, with
+  Metaflow's CLI spin beside it): ``flowcell spin`` with the server off (today's cold
+  path), the first spin of a store with no server yet (it starts one in the
+  background), and the second and later spins, which the server runs.
 """
 
 from __future__ import annotations
@@ -80,20 +84,78 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
+def _server_idle(work: Path, env: dict[str, str]) -> None:
+    """Stop the store's kernel server (if any) and wait until it has let go of the store."""
+    import fcntl
+
+    subprocess.run([sys.executable, "-m", "flowcell.cli", "server", "stop"], cwd=work, env=env, capture_output=True)
+    lock = work / ".flowcell" / "server" / "lock"
+    for _ in range(600):
+        if not lock.exists():
+            return
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            os.close(fd)
+
+
+def _server_ready(work: Path) -> None:
+    from flowcell import warm
+
+    for _ in range(600):
+        if warm.request(work / ".flowcell", {"status": True}) is not None:
+            return
+        time.sleep(0.1)
+    raise SystemExit("the kernel server did not come up")
+
+
+def shell_spins(work: Path, env: dict[str, str], repeat: int, mf_cli: list[float]) -> None:
+    """``flowcell spin`` from a shell: server off, first spin of a store (server starting), served spins."""
+    spin = [str(Path(sys.executable).parent / "flowcell"), "spin", "spin.ipynb", "middle"]  # as a shell runs it
+    off = dict(env, FLOWCELL_SERVER="off")
+    on = dict(env, FLOWCELL_SERVER="on")
+    cold = [timed(spin, work, off) for _ in range(repeat)]
+    first, served = [], []
+    for _ in range(repeat):
+        _server_idle(work, on)
+        first.append(timed(spin, work, on))  # no server yet: runs locally, starts one in the background
+        _server_ready(work)
+        served.extend(timed(spin, work, on) for _ in range(3))
+    _server_idle(work, on)
+    m, c, f, s = (statistics.median(x) for x in (mf_cli, cold, first, served))
+    print("| `spin` of a trivial step from a shell | median | speed vs Metaflow CLI spin |")
+    print("| --- | --- | --- |")
+    print(f"| Metaflow `python flow.py spin` | {m:.3f} s | 1.0x |")
+    print(f"| flowcell `flowcell spin`, server off | {c:.3f} s | {m / c:.1f}x |")
+    print(f"| flowcell `flowcell spin`, first of a store (starts the server) | {f:.3f} s | {m / f:.1f}x |")
+    print(f"| flowcell `flowcell spin`, second and later (warm kernel server) | {s:.3f} s | {m / s:.1f}x |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--large-mb", type=int, default=2048)
+    parser.add_argument("--shell-only", action="store_true", help="only the shell spins (server on and off)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flowcell-spin-bench-"))
     env = dict(os.environ, USERNAME="bench", METAFLOW_DEFAULT_DATASTORE="local", METAFLOW_DEFAULT_METADATA="local",
-               FLOWCELL_ROOT=str(work / ".flowcell"), FLOWCELL_USER="bench")
+               FLOWCELL_ROOT=str(work / ".flowcell"), FLOWCELL_USER="bench", FLOWCELL_SERVER="off")
     os.environ.update({"FLOWCELL_ROOT": env["FLOWCELL_ROOT"], "FLOWCELL_USER": "bench"})
     os.chdir(work)
     (work / "spin_flow.py").write_text(METAFLOW)
     timed([sys.executable, "spin_flow.py", "--quiet", "run"], work, env)
     mf_cli = [timed([sys.executable, "spin_flow.py", "--quiet", "spin", "middle"], work, env)
               for _ in range(args.repeat)]
+    if args.shell_only:
+        notebook(work / "spin.ipynb", STEPS, "SpinBenchFlow")
+        timed([sys.executable, "-m", "flowcell.cli", "run", "spin.ipynb", "--quiet"], work, env)
+        shell_spins(work, env, args.repeat, mf_cli)
+        return
     out = subprocess.run([sys.executable, "-c", METAFLOW_RUNNER, str(args.repeat)], cwd=work, env=env,
                          capture_output=True, text=True, check=True)
     import json
@@ -155,6 +217,7 @@ def main() -> None:
         with tens.spin("end"):
             pass
         end_spin.append(time.perf_counter() - t0)
+    shell_spins(work, env, args.repeat, mf_cli)
     store = work / ".flowcell" / "blobs"
     blob_bytes = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
 

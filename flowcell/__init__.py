@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .current import current
-from .parameters import Config, IncludeFile, JSONType, Parameter
+
+# Even Parameter and current load on first use: every `flowcell ...` command imports
+# this package, and a command handed to the warm kernel server should cost little
+# more than the interpreter's own start.
 
 
 def _decorator(name: str) -> Any:
@@ -32,6 +34,8 @@ timeout = _decorator("timeout")
 environment = _decorator("environment")
 
 _LAZY = {
+    "current": "current", "Parameter": "parameters", "IncludeFile": "parameters", "Config": "parameters",
+    "JSONType": "parameters",
     "Flow": "client", "Run": "client", "Step": "client", "Task": "client", "DataArtifact": "client",
     "namespace": "client", "get_namespace": "client", "default_namespace": "client",
     "inspect_spin": "client", "Runner": "runner", "FlowcellError": "errors", "get_cards": "client",

@@ -43,8 +43,33 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", help="Client namespace for code inside the steps")
 
 
+def _flow_help(argv: list[str]) -> str | None:
+    """For ``flowcell run NOTEBOOK --help``: the flow's parameters (as ``python flow.py run --help`` lists them)."""
+    if not {"-h", "--help"} & set(argv):
+        return None
+    notebook = next((a for a in argv if not a.startswith("-")), None)
+    if notebook is None:
+        return "Give a NOTEBOOK before --help to see its flow's parameters."
+    from .describe import parameters_help
+    from .runner import load_flow
+
+    try:
+        return parameters_help(load_flow(notebook))
+    except FlowcellError as exc:
+        return f"(The flow's parameters could not be read: {exc})"
+
+
+RUN_DESCRIPTIONS = {
+    "run": "Run a notebook's flow (or a Metaflow flow.py) as a recorded run. Task output goes to stdout, "
+           "progress and flowcell's messages to stderr. Flow parameters are given as --NAME VALUE.",
+    "resume": "Re-run a flow from STEP (default: the first failed step) in a new run, cloning the successful "
+              "tasks before it from the origin run.",
+}
+
+
 def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
-    parser = argparse.ArgumentParser(prog=f"flowcell {prog}")
+    parser = argparse.ArgumentParser(prog=f"flowcell {prog}", description=RUN_DESCRIPTIONS[prog],
+                                     epilog=_flow_help(argv), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebook")
     if with_step:
         parser.add_argument("step", nargs="?", help="step to resume from (default: the first failed step)")
@@ -83,7 +108,7 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
 
         _emit_json(run_summary(result))
     else:
-        print(f"{result.pathspec} {result.status}", file=sys.stderr if args.quiet else sys.stdout)
+        print(f"{result.pathspec} {result.status}", file=sys.stderr)
     return 0 if result.status == "completed" else 1
 
 
@@ -102,7 +127,7 @@ def _run_on_metaflow(args: argparse.Namespace, params: dict[str, str], options: 
         _emit_json({**run_summary(result), "metaflow_pathspec": result.metaflow_pathspec})
     else:
         print(f"{result.metaflow_pathspec} on Metaflow {result.status}; read it as {result.pathspec}",
-              file=sys.stderr if args.quiet else sys.stdout)
+              file=sys.stderr)
     return 0 if result.status == "completed" else 1
 
 
@@ -325,7 +350,7 @@ def cmd_mcp(argv: list[str]) -> int:
     return 0
 
 
-USAGE = """usage: flowcell [--root DIR] COMMAND ...
+USAGE = """usage: flowcell [--root DIR] COMMAND ...   (flowcell COMMAND --help for its options; flowcell --version)
 
   run NOTEBOOK [--PARAM VALUE ...] [--tag T] [--max-workers N] [--run-id-file F] [--json]
       run a notebook's flow (or a Metaflow flow.py) as a recorded run
@@ -387,9 +412,19 @@ def main(argv: list[str] | None = None) -> int:
     except FlowcellError as exc:
         print(f"flowcell: {exc}", file=sys.stderr)
         return 2
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    if argv[:1] in (["--version"], ["-V"]):
+        from ._version import __version__
+
+        print(f"flowcell {__version__}")
+        return 0
+    if argv[:1] in (["-h"], ["--help"], ["help"]):
+        print(USAGE)  # asked for: on stdout, exit 0
+        return 0
+    if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        if argv:
+            print(f"\nflowcell: unknown command {argv[0]!r}; the commands are {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
     if argv[0] in ("run", "spin", "resume") and not {"-h", "--help"} & set(argv):
         from .warm import try_server
 

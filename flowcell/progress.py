@@ -55,9 +55,12 @@ class RunState:
 class ConsoleProgress:
     """Task output prefixed with its pathspec, and a tqdm bar of finished tasks."""
 
-    def __init__(self, stream: IO[str] | None = None, quiet: bool = False) -> None:
+    def __init__(self, stream: IO[str] | None = None, quiet: bool = False, out: IO[str] | None = None) -> None:
         self.state = RunState()
         self.stream = stream or sys.stderr
+        # The tasks' own output goes to stdout, flowcell's progress and messages to stderr,
+        # so a shell (or an agent) can pipe them apart.
+        self.out = out or sys.stdout
         self.quiet = quiet
         self._bar: Any = None
         self._partial: dict[str, str] = {}
@@ -101,13 +104,14 @@ class ConsoleProgress:
         if rest:
             self._partial[pathspec] = rest
         for line in lines:
-            self._write(f"[{pathspec}] {line}")
+            self._write(f"[{pathspec}] {line}", self.out)
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str, target: IO[str] | None = None) -> None:
+        target = target or self.stream
         if self._bar is not None:
-            self._bar.write(line, file=self.stream)
+            self._bar.write(line, file=target)  # clears and redraws the bar around the line
         else:
-            print(line, file=self.stream)
+            print(line, file=target)
 
 
 class NotebookProgress:

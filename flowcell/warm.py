@@ -33,6 +33,8 @@ CONNECT_TIMEOUT = 1.0
 MAX_SOCKET_PATH = 100
 #: The served process's runtime, set only inside a server (see :func:`served_runtime`).
 _served: dict[str, Any] = {}
+#: Whether this process already asked (the entry point asks before the CLI loads; once is enough).
+_asked: list[bool] = []
 
 
 def store_for(near: str | None) -> Path:
@@ -153,13 +155,17 @@ def _starting(store: Path) -> bool:
 
 def try_server(argv: list[str]) -> int | None:
     """Run ``flowcell ARGV`` on the store's warm server; the exit code, or ``None`` to run it here."""
-    if not enabled():
+    if not enabled() or _asked:
         return None
+    _asked.append(True)
     store = store_for(_notebook_of(argv))
     sock = _connect(store)
     if sock is None:
         if not _starting(store):
-            spawn_server(store)
+            import atexit
+
+            # Started as this command exits, so its start-up never competes with the command.
+            atexit.register(spawn_server, store)
         return None
     try:
         return _hand_over(sock, store, argv)

@@ -32,10 +32,13 @@ def write_notebook(path: Path) -> Path:
     return path
 
 
+#: The installed ``flowcell`` command (its entry point tries the server before loading the CLI).
+FLOWCELL = str(Path(sys.executable).parent / "flowcell")
+
+
 def cli(folder: Path, *args: str, server: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FLOWCELL_SERVER": "on" if server else "off"}
-    return subprocess.run([sys.executable, "-m", "flowcell.cli", *args], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([FLOWCELL, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 
 def status(folder: Path) -> dict[str, Any]:
@@ -109,7 +112,7 @@ def test_commands_give_identical_output_with_and_without_the_server(served: Path
 
 def test_busy_server_lets_a_second_shell_run_on_its_own(served: Path) -> None:
     env = {**os.environ, "FLOWCELL_SERVER": "on"}
-    slow = subprocess.Popen([sys.executable, "-m", "flowcell.cli", "spin", "served.ipynb", "double", "--artifacts",
+    slow = subprocess.Popen([FLOWCELL, "spin", "served.ipynb", "double", "--artifacts",
                              "{'k': 99}"], cwd=served,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

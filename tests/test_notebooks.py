@@ -63,7 +63,7 @@ def test_example_notebook_runs_from_cli(path: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "run.txt").read_text().strip() == "1"
-    assert "completed" in proc.stdout
+    assert "completed" in proc.stderr  # flowcell's own messages go to stderr, task output to stdout
 
 
 def test_quickstart_results_from_client(tmp_path: Path) -> None:
