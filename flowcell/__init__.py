@@ -10,9 +10,12 @@ from typing import Any
 
 from ._version import __version__
 
-# Even Parameter and current load on first use: every `flowcell ...` command imports
-# this package, and a command handed to the warm kernel server should cost little
-# more than the interpreter's own start.
+# `current` is imported here, not lazily: the submodule of the same name would shadow it.
+from .current import current
+
+# Parameter and friends load on first use: every `flowcell ...` command imports this
+# package, and a command handed to the warm kernel server should cost little more
+# than the interpreter's own start.
 
 
 def _decorator(name: str) -> Any:
@@ -34,7 +37,7 @@ timeout = _decorator("timeout")
 environment = _decorator("environment")
 
 _LAZY = {
-    "current": "current", "Parameter": "parameters", "IncludeFile": "parameters", "Config": "parameters",
+    "Parameter": "parameters", "IncludeFile": "parameters", "Config": "parameters",
     "JSONType": "parameters",
     "Flow": "client", "Run": "client", "Step": "client", "Task": "client", "DataArtifact": "client",
     "namespace": "client", "get_namespace": "client", "default_namespace": "client",
