@@ -150,6 +150,7 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("--from-metaflow", nargs="?", const="",
                         help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK] (default: the latest)")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
+    parser.add_argument("--namespace", help="find past runs in this namespace (default: yours; '' for all)")
     parser.add_argument("--as-test", metavar="FILE", help="write a pytest file that re-spins the step on these inputs, frozen")
     parser.add_argument("--expect", action="append", metavar="NAME", help="with --as-test: an output to check "
                         "(repeatable; default: every artifact the spin created or changed)")
@@ -178,6 +179,7 @@ def cmd_spin(argv: list[str]) -> int:
             printer(kind, payload)
 
         spinner = Spinner(runtime)
+        spinner.finder.namespace = args.namespace
         result = spinner.spin(flow, step, pathspec, overrides, persist=args.persist,
                               skip_decorators=args.skip_decorators, observer=observer,
                               from_metaflow=args.from_metaflow)
@@ -273,13 +275,14 @@ def cmd_card(argv: list[str]) -> int:
     parser.add_argument("pathspec", help="FLOW/RUN/STEP/TASK (or FLOW/RUN/STEP for its first task)")
     parser.add_argument("--out", help="write the card's HTML here (default: a file in the temp folder)")
     parser.add_argument("--id", help="the card's id, when the step has several")
+    parser.add_argument("--namespace", help="only a run in this namespace (default: any, as the pathspec is explicit)")
     args = parser.parse_args(argv)
     import tempfile
 
     from .cards import get_cards
     from .client import Step, Task, namespace
 
-    namespace(None)
+    namespace(args.namespace or None)
     parts = args.pathspec.strip("/").split("/")
     task = Step(args.pathspec).task if len(parts) == 3 else Task(args.pathspec)
     cards = get_cards(task, id=args.id)

@@ -73,3 +73,19 @@ def test_task_output_on_stdout_messages_on_stderr(nb: Path) -> None:
     assert out.stderr.splitlines()[-1] == "ToolFlow/1 completed"
     piped = flowcell("run", str(nb), "--name", "bob", "--json", cwd=nb.parent)
     assert json.loads(piped.stdout)["pathspec"] == "ToolFlow/2" and len(piped.stdout.splitlines()) == 1
+
+
+def test_spin_namespace_chooses_whose_runs_give_the_inputs(nb: Path) -> None:
+    env = {**os.environ, "FLOWCELL_SERVER": "off", "FLOWCELL_USER": "alice"}
+    ran = subprocess.run([FLOWCELL, "run", str(nb), "--name", "alice", "--json"], cwd=nb.parent, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    mine = flowcell("spin", str(nb), "end", "--json", cwd=nb.parent)   # FLOWCELL_USER is tester here
+    assert mine.returncode == 2 and "No inputs for step 'end'" in json.loads(mine.stdout)["error"]["message"]
+    theirs = flowcell("spin", str(nb), "end", "--namespace", "user:alice", "--json", cwd=nb.parent)
+    assert theirs.returncode == 0, theirs.stderr
+    assert json.loads(theirs.stdout)["inputs_from"].startswith("ToolFlow/1/end/")
+    every = flowcell("spin", str(nb), "end", "--namespace", "", "--json", cwd=nb.parent)
+    assert json.loads(every.stdout)["inputs_from"] == json.loads(theirs.stdout)["inputs_from"]
+    outside = flowcell("spin", str(nb), "1/end", "--namespace", "user:bob", cwd=nb.parent)
+    assert outside.returncode == 2 and "not in the current namespace 'user:bob'" in outside.stderr

@@ -66,6 +66,8 @@ class InputFinder:
     def __init__(self, root: Path | None, session: dict[str, SpunStep]) -> None:
         self.root = root
         self.session = session
+        #: Where to look for past runs (``--namespace``): None for the user's default, "" for every run.
+        self.namespace: str | None = None
 
     def store_root(self, flow: FlowSource) -> Path:
         return self.root or config.find_store_root(flow.path)
@@ -74,16 +76,16 @@ class InputFinder:
         return MetadataStore(root) if config.has_store(root) else None
 
     def _run(self, meta: MetadataStore, flow: str, run: str | None) -> RunRecord | None:
-        ns = config.default_namespace()
+        ns = config.default_namespace() if self.namespace is None else self.namespace
         if run is None:
-            found = meta.runs(flow, (ns,), limit=1)
+            found = meta.runs(flow, (ns,) if ns else (), limit=1)
             return found[0] if found else None
         if not run.isdigit():
             raise NotFoundError(f"Run ids are integers, not {run!r}.")
         record = meta.get_run(flow, int(run))
         if record is None:
             raise NotFoundError(f"Run {flow}/{run} does not exist.")
-        if ns not in record.tags and ns not in record.system_tags:
+        if ns and ns not in record.tags and ns not in record.system_tags:
             raise NamespaceMismatch(
                 f"Run {flow}/{run} is not in the current namespace {ns!r} (it belongs to user:{record.user}); "
                 "set FLOWCELL_USER or switch namespaces to use it."
