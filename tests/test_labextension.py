@@ -5,6 +5,7 @@ from the keyboard. Screenshots go to test-artifacts/ (see docs/jupyterlab.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -42,29 +43,34 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def serve(root: Path, python: str = sys.executable, app: str = "jupyterlab",
+          env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """A Jupyter server (``jupyterlab`` or ``notebook``, Notebook 7) run by ``python`` on a free port."""
     port = _free_port()
-    env = dict(os.environ, FLOWCELL_ROOT=str(root / ".flowcell"), FLOWCELL_USER="tester",
+    env = dict(env or os.environ, FLOWCELL_ROOT=str(root / ".flowcell"), FLOWCELL_USER="tester",
                JUPYTER_CONFIG_DIR=str(root / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(root / "jupyter-runtime"))
-    log = open(root / "lab.log", "w")
+    app_class = "LabApp" if app == "jupyterlab" else "JupyterNotebookApp"
+    log = open(root / f"{app}.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+        [python, "-m", app, "--no-browser", f"--port={port}", "--ip=127.0.0.1",
          "--ServerApp.token=flowcell-test", "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
+         f"--{app_class}.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token=flowcell-test", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.terminate()
-        raise RuntimeError((root / "lab.log").read_text())
     try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token=flowcell-test", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    break
+                time.sleep(0.5)
+        else:
+            raise RuntimeError((root / f"{app}.log").read_text())
+        if server.poll() is not None:
+            raise RuntimeError((root / f"{app}.log").read_text())
         yield {"root": root, "base": base, "token": "flowcell-test"}
     finally:
         server.terminate()
@@ -73,6 +79,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with serve(tmp_path_factory.mktemp("lab")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +105,12 @@ def _notebook(path: Path, cells: list[str]) -> None:
     nbformat.write(nb, str(path))
 
 
-def _open(browser: Any, lab: dict[str, Any], name: str, page: Any = None) -> Any:
+def _open(browser: Any, lab: dict[str, Any], name: str, page: Any = None, notebook7: bool = False) -> Any:
     """Open a notebook in a new page (or reload it in ``page``) and wait for its kernel."""
     if page is None:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{lab['base']}/lab/tree/{name}?reset&token={lab['token']}")
+        path = f"notebooks/{name}?" if notebook7 else f"lab/tree/{name}?reset&"
+        page.goto(f"{lab['base']}/{path}token={lab['token']}")
     else:
         page.reload()
     _wait_kernel(page)
@@ -119,8 +132,10 @@ def _wait_badge(page: Any, step: str, text: str) -> None:
 
 
 def _show_panel(page: Any) -> Any:
+    """The Flow panel, opened where the app puts side panels (Lab's right sidebar, Notebook 7's right panel)."""
     if not page.locator("#flowcell-panel").is_visible():
-        page.locator(".jp-SideBar.jp-mod-right [data-id='flowcell-panel']").click()
+        page.evaluate("window.jupyterapp.shell.activateById('flowcell-panel')")
+    page.locator("#flowcell-panel").wait_for(timeout=10_000)
     return page.locator("#flowcell-panel")
 
 
@@ -129,19 +144,19 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name))
 
 
-def test_badges_spin_shortcut_and_flow_panel(lab: dict[str, Any], browser: Any) -> None:
-    _notebook(lab["root"] / "flow.ipynb", [
+def smoke(browser: Any, server: dict[str, Any], shots: str, notebook7: bool = False) -> None:
+    """What a user does first: badges on step cells, spin from the keyboard, the Flow panel, run from the keyboard."""
+    _notebook(server["root"] / "flow.ipynb", [
         "%load_ext flowcell\n%flowcell autospin off",
         "%%flow LabFlow\nimport time",
         "%%step start\nself.x = 41\nprint('start ran')\nself.next(self.end)",
         "%%step end\nprint('end saw', self.x + 1)",
     ])
-    page = _open(browser, lab, "flow.ipynb")
+    page = _open(browser, server, "flow.ipynb", notebook7=notebook7)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     badge = page.locator(".fc-badge[data-step='start']")
     badge.wait_for(timeout=60_000)
-    page.wait_for_function("document.querySelector(\".fc-badge[data-step='end']\")?.textContent.includes('never run')",
-                           timeout=60_000)
+    _wait_badge(page, "end", "never run")
     assert "start · never run" in badge.text_content()
     # F then S on the start cell (command mode): saves, then spins the step of the active cell.
     page.locator(".jp-Cell").nth(2).click()
@@ -150,21 +165,19 @@ def test_badges_spin_shortcut_and_flow_panel(lab: dict[str, Any], browser: Any) 
     page.keyboard.press("Escape")
     page.keyboard.press("f")
     page.keyboard.press("s")
-    page.wait_for_function("document.querySelector(\".fc-badge[data-step='start']\")?.textContent.includes('succeeded')",
-                           timeout=60_000)
+    _wait_badge(page, "start", "succeeded")
     output = page.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
     output.get_by_text("Spun 'start'").wait_for(timeout=30_000)
     assert "start ran" in output.text_content()
-    _shot(page, "labextension-badges.png")
+    _shot(page, f"{shots}-badges.png")
     # The Flow panel: the DAG with statuses; clicking a step scrolls to its cell.
-    page.locator(".jp-SideBar.jp-mod-right [data-id='flowcell-panel']").click()
-    panel = page.locator("#flowcell-panel")
+    panel = _show_panel(page)
     panel.locator("g.fc-step[data-step='end']").wait_for(timeout=30_000)
     assert "LabFlow" in panel.text_content()
     page.locator(".jp-Cell").nth(0).click()
     panel.locator("g.fc-step[data-step='end']").click()
     page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCellIndex === 3", timeout=10_000)
-    _shot(page, "labextension-flow-panel.png")
+    _shot(page, f"{shots}-flow-panel.png")
     # Run flow from the keyboard updates the panel's recent runs.
     page.locator(".jp-Cell").nth(3).click()
     page.keyboard.press("Escape")
@@ -173,6 +186,10 @@ def test_badges_spin_shortcut_and_flow_panel(lab: dict[str, Any], browser: Any) 
     panel.locator(".fc-run").first.wait_for(timeout=60_000)
     assert "LabFlow/1 · completed" in panel.locator(".fc-run").first.text_content()
     page.close()
+
+
+def test_badges_spin_shortcut_and_flow_panel(lab: dict[str, Any], browser: Any) -> None:
+    smoke(browser, lab, "labextension")
 
 
 def test_offers_to_load_when_flowcell_is_not_loaded(lab: dict[str, Any], browser: Any) -> None:
@@ -210,22 +227,6 @@ def test_two_notebooks_keep_their_own_flows(lab: dict[str, Any], browser: Any) -
     page.evaluate("window.jupyterapp.commands.execute('docmanager:open', {path: 'first.ipynb'})")
     page.wait_for_function("document.querySelector('#flowcell-panel h3')?.textContent === 'FirstFlow'", timeout=60_000)
     page.close()
-
-
-def test_wheel_ships_the_prebuilt_extension_and_lab_reports_it(tmp_path: Path) -> None:
-    import zipfile
-
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    wheel = next(tmp_path.glob("flowcell-*.whl"))
-    names = zipfile.ZipFile(wheel).namelist()
-    prefix = "flowcell-0.1.0.data/data/share/jupyter/labextensions/flowcell/"
-    assert prefix + "package.json" in names and prefix + "install.json" in names
-    assert any(n.startswith(prefix + "static/remoteEntry.") for n in names)
-    listing = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True)
-    line = next(l for l in (listing.stdout + listing.stderr).splitlines() if l.strip().startswith("flowcell "))
-    assert "enabled" in line and "OK" in line
 
 
 def test_reload_second_tab_reopen_and_restart_keep_the_badges(lab: dict[str, Any], browser: Any) -> None:
