@@ -178,6 +178,8 @@ def _run(spec: TaskSpec) -> TaskResult:
         current._values.update(project_fields(spec.flow_decorators, spec.flow, spec.username))
         instance.__dict__["_fc_class"] = namespace.get(spec.flow)  # class constants and helper methods
         instance.__dict__["_fc_params"] = set(spec.parameter_names)  # read-only on self, as in Metaflow
+        if spec.environment_expr:
+            os.environ.update({str(k): str(v) for k, v in eval(spec.environment_expr, namespace).items()})
         fn = _step_function(spec, namespace)
         if join_inputs is not None:
             views = [ArtifactView(i.step, i.pathspec, i.artifacts, loader, i.frame) for i in join_inputs]

@@ -21,6 +21,15 @@ from .errors import FlowSyntaxError, InvalidNameError
 #: Decorators that change how a task runs locally; any other is passed through.
 LOCAL_DECORATORS = frozenset({"retry", "catch", "timeout", "card", "environment"})
 PARAMETER_KINDS = ("Parameter", "IncludeFile", "Config")
+#: Decorator arguments flowcell acts on before a task runs: these must be literals.
+LOCAL_LITERAL_ARGS: dict[str, frozenset[str]] = {
+    "retry": frozenset({"times", "minutes_between_retries"}), "catch": frozenset({"var"}),
+    "timeout": frozenset({"seconds", "minutes", "hours"}), "card": frozenset({"type", "id"}),
+}
+
+
+class Expression(str):
+    """A decorator argument written as an expression (its source), evaluated where it is used."""
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -189,10 +198,15 @@ def parse_decorator(text: str, label: str) -> DecoratorSpec:
         try:
             kwargs[kw.arg] = ast.literal_eval(kw.value)
         except ValueError:
-            raise FlowSyntaxError(
-                f"{label}: argument {kw.arg}= of @{name} must be a literal value "
-                f"(number, string, list, dict), not {ast.unparse(kw.value)!r}."
-            ) from None
+            short = name.split(".")[-1]
+            if kw.arg in LOCAL_LITERAL_ARGS.get(short, ()):
+                raise FlowSyntaxError(
+                    f"{label}: argument {kw.arg}= of @{name} must be a literal value "
+                    f"(number, string, list, dict), not {ast.unparse(kw.value)!r}."
+                ) from None
+            # Any other argument may be an expression, as in Metaflow: kept as written
+            # (the export writes it back; @environment(vars=...) is evaluated in the task).
+            kwargs[kw.arg] = Expression(ast.unparse(kw.value))
     return DecoratorSpec(name=name.split(".")[-1], kwargs=kwargs, source="@" + ast.unparse(expr))
 
 

@@ -94,6 +94,8 @@ class TaskSpec:
     cards: list[CardSpec] = field(default_factory=list)
     #: Flow-level decorators (``@project(name=...)``) as written: ``current`` reads them.
     flow_decorators: list[str] = field(default_factory=list)
+    #: ``@environment(vars=<expression>)``: evaluated in the task after the module code.
+    environment_expr: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

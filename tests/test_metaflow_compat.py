@@ -214,3 +214,28 @@ def test_metaflow_tutorials_run_with_their_own_defaults(runtime: Any, tmp_path: 
         result = start_run(runtime, read_flow_file(target / file), {})
         assert result.status == "completed", (folder, result.failures)
         assert Run(result.pathspec, _check_namespace=False)["end"].task[artifact].data, folder
+
+
+def test_decorator_arguments_may_be_expressions(runtime: Any, tmp_path: Path) -> None:
+    path = tmp_path / "env_flow.py"
+    path.write_text(textwrap.dedent('''
+        import os
+        from metaflow import FlowSpec, step, environment, resources
+
+        PREFIX = "hello"
+
+        class EnvFlow(FlowSpec):
+            @resources(memory=dict(small=1000)["small"])
+            @environment(vars={"GREETING": PREFIX + " world"})
+            @step
+            def start(self):
+                self.greeting = os.environ["GREETING"]
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    '''))
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "completed", result.failures
+    assert Run(result.pathspec, _check_namespace=False)["start"].task.data.greeting == "hello world"

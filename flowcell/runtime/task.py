@@ -10,7 +10,7 @@ from typing import Any
 
 from .._exception_value import FAILURE_HANDLED_BY_CATCH
 from ..errors import KernelDiedError
-from ..model import FlowSource, StepCell
+from ..model import Expression, FlowSource, StepCell
 from ..protocol import CARD_MIME, CaughtException, RESULT_MIME, CardSpec, CellCode, JoinInput, NodeSpec, TaskError, TaskResult, TaskSpec
 from ..store.blobs import BlobStore
 from ..store.serialize import dump_artifact
@@ -67,10 +67,15 @@ class TaskRequest:
 
     def spec(self, retry_count: int, catch_var: str | None) -> TaskSpec:
         cell = self.flow.steps[self.step]
-        env = {}
+        env: dict[str, str] = {}
+        env_expr = None
         deco = cell.decorator("environment")
         if deco is not None and not self.skip_decorators:
-            env = {str(k): str(v) for k, v in (deco.kwargs.get("vars") or {}).items()}
+            given = deco.kwargs.get("vars") or {}
+            if isinstance(given, Expression):
+                env_expr = str(given)  # evaluated by the task after its module code
+            else:
+                env = {str(k): str(v) for k, v in given.items()}
         return TaskSpec(
             root=self.root, flow=self.flow.name, step=self.step, pathspec=self.pathspec,
             steps=list(dict.fromkeys([*self.flow.steps, *self.node.out_funcs])),
@@ -85,7 +90,7 @@ class TaskRequest:
             cards=[] if self.skip_decorators else [
                 CardSpec(type=d.kwargs.get("type", "default"), id=d.kwargs.get("id"))
                 for d in cell.decorators if d.name == "card"],
-            flow_decorators=list(self.flow.flow_decorators),
+            flow_decorators=list(self.flow.flow_decorators), environment_expr=env_expr,
         )
 
 

@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(results.FLOWCELL_RESULTS))
     parser.add_argument("--fresh", action="store_true", help="re-run combinations already in the cache")
     parser.add_argument("--keep", action="store_true", help="keep each combination's folder")
+    parser.add_argument("--failed-first", metavar="CACHE",
+                        help="run first the combinations that failed (or are missing) in an earlier result file")
     args = parser.parse_args(argv)
     core = suite.core_dir()
     if core is None:
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     only = {x for x in args.only.split(",") if x}
     todo = [c for c in suite.combinations(core) if c.key not in cache and
             (not only or type(c.test).__name__ in only or c.key in only)]
+    if args.failed_first:
+        earlier = results.load(Path(args.failed_first))
+        todo.sort(key=lambda c: bool(earlier.get(c.key, {}).get("passed")))
     done = 0
 
     def work(c: suite.Combination) -> dict[str, Any]:
