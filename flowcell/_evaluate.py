@@ -50,7 +50,7 @@ def evaluate_parameters(flow: FlowSource) -> tuple[dict[str, Any], dict[str, str
         "user": os.environ.get("FLOWCELL_USER") or os.environ.get("METAFLOW_USER") or os.environ.get("USER"),
     }
     cwd = str(Path(flow.path).parent) if flow.path else None
-    proc = subprocess.run([sys.executable, "-m", "flowcell._evaluate"], input=json.dumps(request),
+    proc = subprocess.run([sys.executable, "-m", "flowcell._evaluate_child"], input=json.dumps(request),
                           capture_output=True, text=True, cwd=cwd)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("FLOWCELL-EVALUATED ")]
     if proc.returncode or not lines:
@@ -59,38 +59,3 @@ def evaluate_parameters(flow: FlowSource) -> tuple[dict[str, Any], dict[str, str
                              f"failed: {detail}")
     payload = pickle.loads(base64.b64decode(lines[-1].split(" ", 1)[1]))
     return payload["defaults"], payload["env"]
-
-
-def _main() -> None:
-    """The child side: run the module code, report defaults (pickled) on stdout."""
-    from ._metaflow_shim import install, project_fields, task_namespace
-    from .current import current
-
-    request = json.loads(sys.stdin.read())
-    install()
-    current._set(flow_name=request["flow"], username=request["user"],
-                 **project_fields(request["flow_decorators"], request["flow"], request["user"]))
-    if request.get("path"):
-        sys.path.insert(0, str(Path(request["path"]).parent))
-    namespace = task_namespace(request.get("path"))
-    import ast
-
-    for cell in request["cells"]:
-        tree = ast.parse(cell["source"], cell["filename"])
-        ast.increment_lineno(tree, cell["first_line"] - 1)
-        exec(compile(tree, cell["filename"], "exec"), namespace)
-    current._values.update(project_fields(request["flow_decorators"], request["flow"], request["user"]))
-    defaults: dict[str, Any] = {}
-    for var in request["vars"]:
-        param = namespace.get(var)
-        default = getattr(param, "default", None)
-        if callable(default) and not isinstance(default, type):
-            default = default(DeployContext(request["flow"], getattr(param, "name", var)))
-        defaults[var] = default
-    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
-    blob = base64.b64encode(pickle.dumps({"defaults": defaults, "env": env})).decode()
-    sys.stdout.write(f"\nFLOWCELL-EVALUATED {blob}\n")
-
-
-if __name__ == "__main__":
-    _main()

@@ -25,7 +25,11 @@ from typing import Any
 
 from ._exception_value import (CardNotPresentException, ExternalCommandFailed, MetaflowException,
                                MetaflowExceptionWrapper)
+from . import errors
+from ._flowspec import MissingInMergeArtifactsException, UnhandledInMergeArtifactsException
+from .current import current
 from .errors import FlowcellError
+from .parameters import Config, IncludeFile, JSONType, Parameter
 
 
 def _passthrough(name: str) -> Callable[..., Any]:
@@ -79,83 +83,78 @@ def _to_unicode(x: Any) -> str:
     return x.decode("utf-8") if isinstance(x, (bytes, bytearray)) else str(x)
 
 
-def _lazy(module: str, names: Sequence[str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` taking ``names`` from a flowcell module on first use."""
-
-    def getattr_(name: str) -> Any:
-        if name in names:
-            import importlib
-
-            return getattr(importlib.import_module(module), name)
-        raise AttributeError(f"flowcell does not provide metaflow's {name!r} inside a task.")
-
-    return getattr_
-
-
 _CLIENT = ("Flow", "Run", "Step", "Task", "DataArtifact", "namespace", "get_namespace", "default_namespace",
            "inspect_spin")
+_CARDS = ("get_cards", "Markdown", "Table", "Image", "Artifact", "ProgressBar", "VegaChart", "MetaflowCardComponent")
+
+
+def _from_client(name: str) -> Any:
+    if name not in _CLIENT:
+        raise AttributeError(f"flowcell does not provide metaflow's {name!r} inside a task.")
+    from . import client  # the Client loads only when a task uses it (start-up time)
+
+    return getattr(client, name)
+
+
+def _from_cards(name: str) -> Any:
+    if name not in _CARDS:
+        raise AttributeError(f"flowcell does not provide metaflow.cards' {name!r} inside a task.")
+    from . import cards  # loads only when a task uses cards (start-up time)
+
+    return getattr(cards, name)
+
+
+def _from_top(name: str) -> Any:
+    if name == "Runner":
+        from .runner import Runner  # heavy; only when a task starts a run of its own
+
+        return Runner
+    if name == "get_cards":
+        return _from_cards(name)
+    return _from_client(name)
 
 
 def _build(name: str) -> types.ModuleType:
-    """The module that stands for ``name`` (a key of :data:`MODULES`)."""
-    import flowcell
-    from . import errors
-
+    """The module that stands for ``name`` (a member of :data:`MODULES`)."""
     mod = types.ModuleType(name)
     mod.__path__ = []  # a package: its submodules come from this finder only
     attrs: dict[str, Any] = {}
     if name == "metaflow":
         attrs.update({d: _passthrough(d) for d in _DECORATORS})
         attrs.update(
-            current=flowcell.current, Parameter=flowcell.Parameter, IncludeFile=flowcell.IncludeFile,
-            Config=flowcell.Config, JSONType=flowcell.JSONType, FlowSpec=FlowSpec, config_expr=_config_expr,
-            FlowMutator=_Mutator, StepMutator=_Mutator, UserStepDecorator=_Mutator,
-            user_step_decorator=_passthrough("user_step_decorator"), MetaflowException=MetaflowException,
+            current=current, Parameter=Parameter, IncludeFile=IncludeFile, Config=Config, JSONType=JSONType,
+            FlowSpec=FlowSpec, config_expr=_config_expr, FlowMutator=_Mutator, StepMutator=_Mutator,
+            UserStepDecorator=_Mutator, user_step_decorator=_passthrough("user_step_decorator"),
+            MetaflowException=MetaflowException, __getattr__=_from_top,
         )
-        attrs["__getattr__"] = _lazy_many({**{n: "flowcell.client" for n in _CLIENT}, "Runner": "flowcell.runner",
-                                           "get_cards": "flowcell.cards"})
     elif name == "metaflow.client":
-        attrs["__getattr__"] = _lazy("flowcell.client", _CLIENT)
+        attrs["__getattr__"] = _from_client
     elif name == "metaflow.exception":
         attrs.update(
             MetaflowException=MetaflowException, MetaflowNamespaceMismatch=errors.NamespaceMismatch,
             MetaflowNotFound=errors.NotFoundError, MetaflowInternalError=FlowcellError,
             ExternalCommandFailed=ExternalCommandFailed, MetaflowExceptionWrapper=MetaflowExceptionWrapper,
+            MissingInMergeArtifactsException=MissingInMergeArtifactsException,
+            UnhandledInMergeArtifactsException=UnhandledInMergeArtifactsException,
         )
-        attrs["__getattr__"] = _lazy("flowcell._flowspec", ("MissingInMergeArtifactsException",
-                                                             "UnhandledInMergeArtifactsException"))
     elif name == "metaflow.cards":
-        attrs["__getattr__"] = _lazy("flowcell.cards", (
-            "get_cards", "Markdown", "Table", "Image", "Artifact", "ProgressBar", "VegaChart",
-            "MetaflowCardComponent"))
+        attrs["__getattr__"] = _from_cards
     elif name == "metaflow.plugins.cards.exception":
         attrs["CardNotPresentException"] = CardNotPresentException
     elif name == "metaflow.util":
         attrs.update(is_stringish=_is_stringish, to_unicode=_to_unicode)
     elif name == "metaflow.metaflow_current":
-        attrs.update(current=flowcell.current, Current=type(flowcell.current))
+        attrs.update(current=current, Current=type(current))
     elif name == "metaflow.parameters":
-        attrs.update(Parameter=flowcell.Parameter, JSONType=flowcell.JSONType)
+        attrs.update(Parameter=Parameter, JSONType=JSONType)
     elif name == "metaflow.includefile":
-        attrs.update(IncludeFile=flowcell.IncludeFile, IncludedFile=_IncludedFile)
+        attrs.update(IncludeFile=IncludeFile, IncludedFile=_IncludedFile)
     mod.__dict__.update(attrs)
     return mod
 
 
 class _IncludedFile:
     """Metaflow wraps an included file's content in this; flowcell gives the content itself."""
-
-
-def _lazy_many(table: dict[str, str]) -> Callable[[str], Any]:
-    def getattr_(name: str) -> Any:
-        module = table.get(name)
-        if module is None:
-            raise AttributeError(f"flowcell does not provide metaflow's {name!r} inside a task.")
-        import importlib
-
-        return getattr(importlib.import_module(module), name)
-
-    return getattr_
 
 
 #: The ``metaflow`` modules a flowcell task provides.

@@ -259,3 +259,12 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow('{self.id}')"
+
+
+def _step_of(task: Task) -> Step:
+    r = task._record
+    run = Run(f"{r.flow}/{r.run_number}", _root=task._root, _check_namespace=False)
+    return Step(f"{r.flow}/{r.run_number}/{r.step}", _run=run)
+
+
+Task._step_of = _step_of  # Task.parent, without task.py importing this module

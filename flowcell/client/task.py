@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime
 import html
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ..errors import NotFoundError
 from ..store.blobs import BlobStore
@@ -224,14 +224,15 @@ class Task(Recorded):
 
     # -- Metaflow's Task API beyond flowcell's own (issue 13) ------------------------
 
+    #: Makes the :class:`Step` of a task; set by ``run.py``, which defines Step and imports this module.
+    _step_of: ClassVar[Callable[[Task], Any] | None] = None
+
     @property
     def parent(self) -> Any:
         """The :class:`Step` this task belongs to."""
-        from .run import Run, Step  # run.py imports this module
-
-        r = self._record
-        return Step(f"{r.flow}/{r.run_number}/{r.step}", _run=Run(f"{r.flow}/{r.run_number}", _root=self._root,
-                                                                   _check_namespace=False))
+        if Task._step_of is None:
+            raise NotFoundError("Task.parent needs flowcell.client (import it, not flowcell.client.task alone).")
+        return Task._step_of(self)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Task) and other.pathspec == self.pathspec
