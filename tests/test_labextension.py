@@ -6,6 +6,7 @@ from the keyboard. Screenshots go to test-artifacts/ (see docs/jupyterlab.md).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -373,3 +374,24 @@ def test_kernel_svg_goes_through_the_sanitizer_and_typing_does_not_touch_badges(
     page.keyboard.type("x", delay=20)
     _wait_badge(page, "startx", "never run")
     page.close()
+
+
+def test_shortcuts_are_changed_through_the_settings_editor_store(lab: dict[str, Any], browser: Any) -> None:
+    """Issue 16.4: the shortcuts are settings; a user's override (what the Settings Editor writes) replaces them."""
+    selector = ".jp-Notebook.jp-mod-commandMode:not(.jp-mod-readWrite) :focus"
+    settings = lab["root"] / "jupyter-config" / "lab" / "user-settings" / "@jupyterlab" / "shortcuts-extension"
+    settings.mkdir(parents=True, exist_ok=True)
+    override = settings / "shortcuts.jupyterlab-settings"
+    override.write_text(json.dumps({"shortcuts": [
+        {"command": "flowcell:spin-step", "keys": ["F", "S"], "selector": selector, "disabled": True},
+        {"command": "flowcell:spin-step", "keys": ["G", "S"], "selector": selector},
+    ]}))
+    try:
+        _notebook(lab["root"] / "keys.ipynb", ["%load_ext flowcell"])
+        page = _open(browser, lab, "keys.ipynb")
+        keys = page.evaluate("window.jupyterapp.commands.keyBindings"
+                             ".filter(b => b.command === 'flowcell:spin-step').map(b => b.keys.join(' '))")
+        assert keys == ["G S"]
+        page.close()
+    finally:
+        override.unlink()
