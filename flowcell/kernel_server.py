@@ -94,8 +94,11 @@ class KernelServer:
 
     def warm_up(self) -> None:
         """Start the pool and load what commands import, so the first command is warm too."""
-        from . import cli, describe, progress, results, runner  # noqa: F401  (imported to be warm)
-        from .runtime import runs, spin  # noqa: F401
+        import tqdm  # noqa: F401  (everything a run or spin loads, imported to be warm)
+
+        from . import cli, describe, lint, options, progress, results, runner  # noqa: F401
+        from .runtime import runs, scheduler, spin, spin_inputs, task  # noqa: F401
+        from .store import blobs, metadata, serialize  # noqa: F401
         from .runtime.engine import Runtime
 
         self.runtime = Runtime(pool_size=2, cwd=str(self.store.parent))
@@ -172,6 +175,7 @@ class KernelServer:
         if not self.busy.acquire(blocking=False):
             send({"declined": "busy"})
             return
+        started = time.time()
         try:
             self.commands += 1
             send({"accepted": True})
@@ -181,6 +185,8 @@ class KernelServer:
             self._watch(reader, worker)
             worker.join()
             send({"exit": result.get("exit", 2)})
+            print(f"served `flowcell {' '.join(message['argv'][:1])}`: exit {result.get('exit', 2)} in "
+                  f"{time.time() - started:.3f}s", file=sys.__stderr__, flush=True)
         finally:
             self.last_used = time.time()
             self.busy.release()
