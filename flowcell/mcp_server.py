@@ -38,7 +38,10 @@ class FlowcellTools:
     def __init__(self, target: Path) -> None:
         self.target = target.resolve()
         self.home = self.target if self.target.is_dir() else self.target.parent
-        self._spin_roots: dict[str, Path] = {}
+        # One Spinner per notebook for the server's life: spins chain as in a notebook, and
+        # the results kept here keep their scratch stores (and so `read` of a spin) alive.
+        self._spinners: dict[str, Any] = {}
+        self._spins: dict[str, Any] = {}
         self._ns_lock = threading.Lock()
 
     # -- helpers ---------------------------------------------------------------
@@ -74,14 +77,15 @@ class FlowcellTools:
         return client
 
     def _task(self, client: Any, pathspec: str) -> Any:
-        """A task of the store, or of a spin this server made (spins live in their own store)."""
-        root = self._spin_roots.get(pathspec.strip("/"))
-        if root is not None:
-            return client.Task(pathspec, _root=root)
+        """A task of the store, else of a spin this server made (spins live in their own stores)."""
         parts = pathspec.strip("/").split("/")
-        if len(parts) == 3:
-            return client.Step(pathspec).task
-        return client.Task(pathspec)
+        try:
+            return client.Step(pathspec).task if len(parts) == 3 else client.Task(pathspec)
+        except NotFoundError:
+            spun = self._spins.get(pathspec.strip("/"))
+            if spun is None:
+                raise
+            return client.Task(pathspec, _root=Path(spun.root))
 
     # -- tools -----------------------------------------------------------------
 
@@ -124,11 +128,15 @@ class FlowcellTools:
         from .runner import shared_runtime
         from .runtime.spin import Spinner
 
-        flow = self._flow(notebook)
+        path = self.notebook(notebook)
+        flow = self._flow(str(path))
         step, past = spin_target(flow.name, [pathspec])
-        result = Spinner(shared_runtime()).spin(flow, step, past, dict(artifacts or {}), persist=persist)
+        spinner = self._spinners.get(str(path))
+        if spinner is None:
+            spinner = self._spinners[str(path)] = Spinner(shared_runtime())
+        result = spinner.spin(flow, step, past, dict(artifacts or {}), persist=persist)
         if result.pathspec:
-            self._spin_roots[result.pathspec] = Path(result.root)
+            self._spins[result.pathspec] = result
         out = result.summary()
         out["stdout"], out["stderr"] = tail(result.stdout, tail_lines), tail(result.stderr, tail_lines)
         return out

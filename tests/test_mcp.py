@@ -75,9 +75,10 @@ def test_mcp_tools_over_stdio(tmp_path: Path) -> None:
         ("read", {"pathspec": "AgentFlow/99"}),
         ("read", {"pathspec": "AgentFlow"}),
         ("read", {"pathspec": "AgentFlow/1/train"}),
+        ("spin", {"pathspec": "end"}),   # chains on the spin of train above, as in a notebook
     ])
     assert set(names) == {"flows", "run", "spin", "resume", "read", "preview_artifact", "read_card"}
-    flows, failed, resumed, run, task, preview, card, spin, bad_spin, missing, listing, failed_task = results
+    flows, failed, resumed, run, task, preview, card, spin, bad_spin, missing, listing, failed_task, chained = results
 
     (flow,) = payload(flows)["flows"]
     assert flow["flow"] == "AgentFlow"
@@ -112,6 +113,8 @@ def test_mcp_tools_over_stdio(tmp_path: Path) -> None:
     assert spin["status"] == "completed", spin
     assert spin["inputs_from"].startswith("AgentFlow/2/train/")
     assert spin["created"] == ["total"] and spin["stdout"] == "trained 30\n"
+    chained = payload(chained)
+    assert chained["status"] == "completed" and chained["inputs_from"] == f"spin of {spin['pathspec']}"
 
     # Errors are tool errors carrying flowcell's one sentence, as the CLI prints it.
     assert bad_spin.is_error and missing.is_error
