@@ -239,3 +239,30 @@ def test_decorator_arguments_may_be_expressions(runtime: Any, tmp_path: Path) ->
     result = start_run(runtime, read_flow_file(path), {})
     assert result.status == "completed", result.failures
     assert Run(result.pathspec, _check_namespace=False)["start"].task.data.greeting == "hello world"
+
+
+def test_kernel_death_under_catch_is_failure_handled_by_catch(runtime: Any, tmp_path: Path) -> None:
+    path = tmp_path / "dies.py"
+    path.write_text(textwrap.dedent('''
+        import os, signal
+        from metaflow import FlowSpec, step, catch, retry
+
+        class DiesFlow(FlowSpec):
+            @catch(var="ex")
+            @retry(times=1)
+            @step
+            def start(self):
+                os.kill(os.getpid(), signal.SIGKILL)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    '''))
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "completed", result.failures
+    run = Run(result.pathspec, _check_namespace=False)
+    start = run["start"].task
+    assert start.data.ex.type == "metaflow.plugins.catch_decorator.FailureHandledByCatch"
+    assert [m.value for m in start.metadata if m.type == "attempt"] == ["0", "1", "2"], "@catch's own attempt"
+    assert [s.id for s in run["start"].child_steps] == ["end"]

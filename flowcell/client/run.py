@@ -52,6 +52,12 @@ class Step:
     def tags(self) -> frozenset[str]:
         return self._run.tags
 
+    @property
+    def child_steps(self) -> list[Step]:
+        """The steps whose tasks follow this step's tasks in the run."""
+        names = dict.fromkeys(child._record.step for task in self.tasks() for child in task.child_tasks)
+        return [Step(f"{self._run.pathspec}/{name}", _run=self._run) for name in names]
+
     def control_tasks(self) -> Iterator[Task]:
         """The control task of a @parallel step (its node 0); none for other steps, as in Metaflow."""
         for task in self.tasks():

@@ -215,6 +215,8 @@ async def execute_task(
             if catch_var and outcome.error and outcome.caught is None:
                 # The kernel died or timed out: the child could not apply @catch itself.
                 outcome = await _caught_in_parent(pool, request, outcome, catch_var, emit)
+                if on_retry:
+                    on_retry(outcome.attempt)  # record @catch's own attempt, as Metaflow does
             return outcome
         attempt += 1
         if on_retry:
@@ -309,5 +311,6 @@ async def _caught_in_parent(
     value = CaughtException(error.ename, error.evalue, error.text, FAILURE_HANDLED_BY_CATCH)
     artifacts = dict(request.inputs or {})
     artifacts[catch_var] = dump_artifact(store, catch_var, value, step=request.step).to_json()
-    return TaskOutcome(status="ok", attempt=failed.attempt, artifacts=artifacts, created=[catch_var],
+    # Metaflow runs one more attempt for @catch to record the failure: attempts 0..N+1.
+    return TaskOutcome(status="ok", attempt=failed.attempt + 1, artifacts=artifacts, created=[catch_var],
                        caught=error, stdout=failed.stdout, stderr=failed.stderr)
