@@ -197,3 +197,39 @@ def _wait_gone(pid: int) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"kernel server {pid} did not exit")
+
+
+@pytest.mark.parametrize("behaviour", ["silent", "hangs-up", "garbage"])
+def test_a_broken_server_never_hangs_a_command(tmp_path: Path, behaviour: str) -> None:
+    """A process on the socket that never answers, hangs up or talks nonsense: the command runs on its own."""
+    import socket
+    import threading
+
+    from flowcell import warm
+
+    write_notebook(tmp_path / "served.ipynb")
+    assert cli(tmp_path, "run", "served.ipynb", "--quiet", server=False).returncode == 0
+    path = warm.socket_path(tmp_path / ".flowcell")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        seen.append(conn.recv(65536))
+        if behaviour == "garbage":
+            conn.sendall(b"this is not json\n")
+        if behaviour != "silent":
+            conn.close()
+        else:
+            time.sleep(30)  # holds the connection open without a word
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        out = cli(tmp_path, "spin", "served.ipynb", "double")
+    finally:
+        listener.close()
+    assert seen and json.loads(seen[0])["argv"] == ["spin", "served.ipynb", "double"]
+    assert out.returncode == 0 and out.stdout == "doubled [0, 2]\n", out.stderr
