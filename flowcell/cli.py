@@ -40,7 +40,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id-file", help="write the run id here as soon as it is known")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
-    parser.add_argument("--namespace", help="Client namespace for code inside the steps")
+    parser.add_argument("--namespace", help="run: the Client namespace of code inside the steps; resume: also "
+                        "where the latest run to resume is found ('' for all)")
 
 
 def _flow_help(argv: list[str]) -> str | None:
@@ -96,7 +97,8 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
         observer = ConsoleProgress(quiet=args.quiet or args.json)
         if with_step:
             result = start_resume(runtime, flow, args.step, args.origin_run_id, params, tags=args.tag,
-                                  max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer)
+                                  max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer,
+                                  namespace=args.namespace)
         else:
             result = start_run(runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
                                run_id_file=args.run_id_file, observer=observer, namespace=args.namespace)

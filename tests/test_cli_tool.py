@@ -89,3 +89,12 @@ def test_spin_namespace_chooses_whose_runs_give_the_inputs(nb: Path) -> None:
     assert json.loads(every.stdout)["inputs_from"] == json.loads(theirs.stdout)["inputs_from"]
     outside = flowcell("spin", str(nb), "1/end", "--namespace", "user:bob", cwd=nb.parent)
     assert outside.returncode == 2 and "not in the current namespace 'user:bob'" in outside.stderr
+
+    # resume: the latest run to resume is looked for in the namespace given.
+    nothing = flowcell("resume", str(nb), "--json", cwd=nb.parent)
+    assert nothing.returncode == 2
+    assert json.loads(nothing.stdout)["error"]["message"] == (
+        "Nothing to resume: flow ToolFlow has no runs in namespace user:tester; run it first.")
+    resumed = flowcell("resume", str(nb), "end", "--namespace", "user:alice", "--json", cwd=nb.parent)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["origin"] == "ToolFlow/1"

@@ -167,8 +167,12 @@ def start_resume(
     run_id_file: str | None = None,
     observer: Observer | None = None,
     root: Path | None = None,
+    namespace: str | None = None,
 ) -> RunResult:
     """A new run that clones the origin's successful tasks before ``step`` and runs the rest.
+
+    ``namespace`` is where the default origin (the latest run) is looked for: the
+    user's by default, ``""`` for every run.
 
     ``step`` defaults to the origin's first failed step, the origin to the latest
     run of the flow in the current namespace.  Cloned tasks reference the origin's
@@ -181,7 +185,7 @@ def start_resume(
         raise FlowcellError(f"Nothing to resume: flow {flow.name} has no runs yet; run it first.")
     meta = MetadataStore(root)
     try:
-        origin = _origin_run(meta, flow.name, origin_run_id)
+        origin = _origin_run(meta, flow.name, origin_run_id, namespace)
         origin_tasks = meta.tasks(flow.name, origin.run_number)
         if step is None:
             failed = [t for t in origin_tasks if t.status != "completed" and t.step in graph]
@@ -227,7 +231,8 @@ def start_resume(
     return _execute(runtime, ctx, first, observer)
 
 
-def _origin_run(meta: MetadataStore, flow: str, origin_run_id: int | str | None) -> RunRecord:
+def _origin_run(meta: MetadataStore, flow: str, origin_run_id: int | str | None,
+                namespace: str | None = None) -> RunRecord:
     if origin_run_id is not None:
         text = str(origin_run_id).split("/")[-1]
         try:
@@ -238,7 +243,9 @@ def _origin_run(meta: MetadataStore, flow: str, origin_run_id: int | str | None)
         if run is None:
             raise FlowcellError(f"Run {flow}/{number} does not exist, so it cannot be resumed.")
         return run
-    runs = meta.runs(flow, (default_namespace(),), limit=1)
+    ns = default_namespace() if namespace is None else namespace
+    runs = meta.runs(flow, (ns,) if ns else (), limit=1)
     if not runs:
-        raise FlowcellError(f"Nothing to resume: flow {flow} has no runs in namespace {default_namespace()}; run it first.")
+        where = f"in namespace {ns}" if ns else "at all"
+        raise FlowcellError(f"Nothing to resume: flow {flow} has no runs {where}; run it first.")
     return runs[0]
