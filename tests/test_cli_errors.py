@@ -201,3 +201,36 @@ def test_a_deleted_write_ahead_log_is_one_sentence_from_the_shell(tmp_path: Path
     finally:
         holder.close()
     assert [r.run_number for r in MetadataStore(private_store).runs("QuickFlow")] == [2, 1]
+
+
+def test_a_store_shared_with_a_group_stays_shared_after_flowcell_run(quick: Path, tmp_path: Path) -> None:
+    """``flowcell run`` also starts the warm kernel server, whose folder alone is private."""
+    import stat
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o2770)
+    env = {"FLOWCELL_ROOT": str(shared)}
+    try:
+        assert flowcell("run", str(quick), "--quiet", cwd=tmp_path, env=env).returncode == 0
+    finally:
+        flowcell("server", "stop", cwd=tmp_path, env=env)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o2770
+    for path in [*(shared / "blobs").rglob("*"), shared / "metadata.sqlite"]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o040 and not mode & 0o007, f"{path} is {oct(mode)}"
+    if (shared / "server").exists():
+        assert stat.S_IMODE((shared / "server").stat().st_mode) == 0o700
+
+
+def test_spin_after_a_crashed_run_uses_the_latest_run_with_the_step(quick: Path, tmp_path: Path,
+                                                                    private_store: Path) -> None:
+    assert flowcell("run", str(quick), "--quiet", cwd=tmp_path).returncode == 0
+    # A run whose process was killed right after recording it: its owner is gone.
+    subprocess.run([sys.executable, "-c", "import os, sys; from flowcell.store.metadata import MetadataStore as M;"
+                    "M(sys.argv[1]).new_run('QuickFlow', 'tester', [], ['user:tester'], {}); os._exit(0)",
+                    str(private_store)], check=True)
+    assert Run("QuickFlow/2").finished and not Run("QuickFlow/2").successful
+    out = flowcell("spin", str(quick), "mid", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "inputs from QuickFlow/1/mid/" in out.stderr and "run QuickFlow/2 is unfinished" in out.stderr

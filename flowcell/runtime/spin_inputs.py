@@ -18,7 +18,7 @@ from ..model import FlowSource
 from ..options import parse_pathspec
 from ..protocol import JoinInput
 from ..store.blobs import BlobStore
-from ..store.metadata import MetadataStore, RunRecord, TaskRecord
+from ..store.metadata import CRASHED, MetadataStore, RunRecord, TaskRecord
 from ..store.serialize import dump_artifact
 
 
@@ -165,7 +165,8 @@ class InputFinder:
     def _settled_run(self, meta: MetadataStore, run: RunRecord, step: str) -> tuple[RunRecord, str | None]:
         """For a bare STEP: the latest run, unless it is still being written (or its process died)
         without a finished task of ``step``; then the latest run that has one, and why."""
-        if run.status != "running" or any(t.status == "completed" for t in meta.tasks(run.flow, run.run_number, step)):
+        finished = any(t.status == "completed" for t in meta.tasks(run.flow, run.run_number, step))
+        if run.status not in ("running", CRASHED) or finished:
             return run, None
         other = meta.latest_run_with_step(run.flow, step, (config.default_namespace(),))
         if other is None:
