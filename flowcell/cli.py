@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FlowcellError, StepFailed
-from .options import split_params
+from .cli_output import internal_error, os_error, plain_output
+from .options import output_file, split_params
 from .runtime.signals import Terminated, signals_as_interrupt
 
 def _emit_json(payload: dict[str, Any]) -> None:
@@ -238,6 +239,8 @@ def cmd_export(argv: list[str]) -> int:
     from .export import export_flow, export_source
     from .runner import load_flow
 
+    if args.output and args.output != "-":
+        output_file(args.output, "-o")
     flow = load_flow(args.notebook)
     if args.check:
         from .pins import check_export
@@ -411,7 +414,11 @@ def _take_root(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with plain_output():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     try:
         argv = _take_root(argv)
     except FlowcellError as exc:
@@ -450,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flowcell: interrupted; the run was stopped and marked failed.", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or folder of the user's that cannot be used
+        return os_error(argv, exc)
+    except Exception as exc:
+        return internal_error(argv, exc)
 
 
 if __name__ == "__main__":

@@ -62,8 +62,11 @@ def load_artifacts_module(path: str) -> dict[str, Any]:
         raise FlowcellError(f"Artifacts module {path!r} does not exist.")
     try:
         namespace = runpy.run_path(str(p))
+    except SystemExit as exc:  # sys.exit() in the module must not end the notebook or the command
+        raise FlowcellError(f"Artifacts module {path!r} called sys.exit({exc.code!r}) while being imported; "
+                            "it should only define a dict named ARTIFACTS.") from None
     except Exception as exc:
-        raise FlowcellError(f"Artifacts module {path!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise FlowcellError(f"Artifacts module {path!r} failed to import: {type(exc).__name__}: {exc}") from None
     value = namespace.get("ARTIFACTS")
     if not isinstance(value, dict):
         raise FlowcellError(
@@ -124,3 +127,14 @@ def split_params(
         rest.append(arg)
         i += 1
     return params, rest
+
+
+def output_file(path: str | Path, option: str) -> Path:
+    """A file flowcell will write (``-o``, ``--run-id-file``), checked before any work starts."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        raise FlowcellError(f"{option} {path} is a folder; give the path of a file.")
+    if not folder.is_dir():
+        raise FlowcellError(f"{option} {path}: the folder {folder} does not exist; create it or choose another path.")
+    return target

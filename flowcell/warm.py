@@ -126,7 +126,9 @@ def spawn_server(store: Path) -> None:
     folder = server_dir(store)
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(store, 0o700)
+        # Private even in a store shared with a group (docs/store.md): the server runs code
+        # as this user.  The store's own mode is left alone, or sharing it would stop.
+        os.chmod(folder, 0o700)
         log = open(folder / "log", "ab")
     except OSError:
         return  # a read-only store: no server, commands run as before

@@ -28,11 +28,22 @@ T = TypeVar("T")
 Observer = Callable[[str, dict[str, Any]], None]
 
 
+async def _cancel_pending() -> None:
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 def _shutdown(loop: asyncio.AbstractEventLoop, pool: KernelPool, thread: threading.Thread) -> None:
     if loop.is_closed() or not thread.is_alive():
         return
     try:
         asyncio.run_coroutine_threadsafe(pool.shutdown(), loop).result(timeout=10)
+    except Exception:
+        pass
+    try:  # a kernel still starting: cancel it, or asyncio prints "Task was destroyed but it is pending!"
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(timeout=5)
     except Exception:
         pass
     loop.call_soon_threadsafe(loop.stop)

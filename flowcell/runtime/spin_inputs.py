@@ -18,7 +18,7 @@ from ..model import FlowSource
 from ..options import parse_pathspec
 from ..protocol import JoinInput
 from ..store.blobs import BlobStore
-from ..store.metadata import MetadataStore, RunRecord, TaskRecord
+from ..store.metadata import CRASHED, MetadataStore, RunRecord, TaskRecord
 from ..store.serialize import dump_artifact
 
 
@@ -145,17 +145,34 @@ class InputFinder:
                     return fresh
             if run is None or meta is None:
                 raise NotFoundError(self._no_inputs_message(graph, step))
+            note = None
+            if not pathspec:
+                run, note = self._settled_run(meta, run, step)
             tasks = meta.tasks(flow.name, run.run_number, step)
             if task_id is not None:
                 tasks = [t for t in tasks if str(t.task_id) == task_id]
                 if not tasks:
                     raise NotFoundError(f"Task {flow.name}/{run.run_number}/{step}/{task_id} does not exist.")
-            if tasks:
-                return self.inputs_from_task(meta, graph, tasks[0], root)
-            return self._from_run_parents(meta, graph, step, run, root)
+            found = (self.inputs_from_task(meta, graph, tasks[0], root) if tasks
+                     else self._from_run_parents(meta, graph, step, run, root))
+            if note:
+                found.source = f"{found.source}; {note}"
+            return found
         finally:
             if meta is not None:
                 meta.close()
+
+    def _settled_run(self, meta: MetadataStore, run: RunRecord, step: str) -> tuple[RunRecord, str | None]:
+        """For a bare STEP: the latest run, unless it is still being written (or its process died)
+        without a finished task of ``step``; then the latest run that has one, and why."""
+        finished = any(t.status == "completed" for t in meta.tasks(run.flow, run.run_number, step))
+        if run.status not in ("running", CRASHED) or finished:
+            return run, None
+        other = meta.latest_run_with_step(run.flow, step, (config.default_namespace(),))
+        if other is None:
+            return run, None
+        return other, (f"run {run.pathspec} is unfinished and has no finished '{step}' task yet, "
+                       f"so the latest run that has one, {other.pathspec}, was used")
 
     def _from_run_parents(self, meta: MetadataStore, graph: FlowGraph, step: str, run: RunRecord,
                           root: Path) -> SpinInputs:

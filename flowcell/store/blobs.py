@@ -106,7 +106,13 @@ class BlobStore:
         #: Files this process hashed (or wrote) and found good: address -> fingerprint.
         self._good: dict[str, str] = {}
         #: Blobs written inside ``batch()`` and not yet synced: address -> path.
-        self._pending: dict[str, Path] | None = None
+        self._pending: dict[str, str] | None = None
+        #: Blobs written or verified since the current (or last) batch began.
+        self._fresh: set[str] = set()
+        #: Fan-out folders known to exist (saves a mkdir per blob).
+        self._folders: set[str] = set()
+        self._blobs_dir = str(self.blobs)
+        self._tmp_prefix = str(self.tmp) + os.sep
         self.modes, self.writable = open_root(self.root)
         if self.writable:
             for folder in (self.blobs, self.tmp, self.verified):
@@ -173,6 +179,7 @@ class BlobStore:
             yield  # nested: the outer batch syncs
             return
         self._pending = {}
+        self._fresh = set()
         try:
             yield
             self.sync()
@@ -180,21 +187,29 @@ class BlobStore:
             self._pending = None
 
     def sync(self) -> None:
-        """Make every blob written in the current batch durable, then remember it as good."""
+        """Make every blob written in the current batch durable; large ones are then
+        remembered as verified on disk (their bytes were hashed from memory)."""
         pending = self._pending or {}
         if not pending:
             return
         try:
             if self.durable and (len(pending) <= _FSYNC_EACH_MAX or not _sync_file_system(self.root)):
                 for path in pending.values():
-                    _fsync_path(path)
-                for folder in {path.parent for path in pending.values()}:
-                    _fsync_path(folder)
+                    _fsync_path(Path(path))
+                for folder in {os.path.dirname(path) for path in pending.values()}:
+                    _fsync_path(Path(folder))
+            for address, path in pending.items():
+                st = os.stat(path)
+                if st.st_size >= self.large_blob:
+                    self._remember(address, st)
         except OSError as exc:
-            raise self._write_error(exc, sum(p.stat().st_size for p in pending.values() if p.exists())) from exc
-        for address, path in pending.items():
-            self._remember(address, path.stat())
+            raise self._write_error(exc, 0) from exc
+        self._fresh.update(pending)
         pending.clear()
+
+    def fresh(self, address: str) -> bool:
+        """Whether this process wrote or verified the blob since the current (or last) batch began."""
+        return address in self._fresh
 
     def put(self, data: Data) -> str:
         """Store bytes (never copied: memoryviews are written as they are); return the address.
@@ -205,32 +220,34 @@ class BlobStore:
         """
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         address = digest(view)
-        target = self.path(address)
+        # Plain strings, not Path objects: a task may put tens of thousands of blobs.
+        folder = f"{self._blobs_dir}{os.sep}{address[:2]}"
+        target = f"{folder}{os.sep}{address}"
         if self._intact(address, target, len(view)):
             return address
-        self._write(address, target, view)
+        self._write(address, folder, target, view)
         return address
 
-    def _intact(self, address: str, target: Path, size: int) -> bool:
+    def _intact(self, address: str, target: str, size: int) -> bool:
         if self._pending and address in self._pending:
             return True
         try:
-            st = target.stat()
+            st = os.stat(target)
         except FileNotFoundError:
             return False
         if st.st_size != size:
             return False
-        if self._known_good(address, st):
-            return True
-        try:
-            good = self._hash_file(target) == address
-        except OSError:
-            return False
-        if good:
+        if not self._known_good(address, st):
+            try:
+                if self._hash_file(target) != address:
+                    return False
+            except OSError:
+                return False
             self._remember(address, st)
-        return good
+        self._fresh.add(address)
+        return True
 
-    def _hash_file(self, path: Path) -> str:
+    def _hash_file(self, path: str | Path) -> str:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
@@ -238,37 +255,47 @@ class BlobStore:
             with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as mapped:
                 return digest(memoryview(mapped))
 
-    def _write(self, address: str, target: Path, view: memoryview) -> None:
+    def _write(self, address: str, folder: str, target: str, view: memoryview) -> None:
         if not self.writable:
             raise self._write_error(OSError(errno.EROFS, "read-only"), len(view))
         batched = self._pending is not None
-        tmp = self.tmp / temp_name(address[:8])
+        tmp = self._tmp_prefix + temp_name(address[:8])
+        placed = False
         try:
+            if folder not in self._folders:
+                make_folder(Path(folder), self.modes)
+                self._folders.add(folder)
+            while True:
+                try:  # created read-only: this descriptor may write, nobody else ever can
+                    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, self.modes.blob)
+                    break
+                except FileExistsError:  # left by a dead process that had our pid
+                    tmp = self._tmp_prefix + temp_name(address[:8])
             try:
-                make_folder(target.parent, self.modes)
-                # Created read-only: this descriptor may write, nobody else ever can.
-                fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, self.modes.blob)
-                with os.fdopen(fd, "wb", buffering=0) as fh:
-                    if self.modes.shared:
-                        os.fchmod(fh.fileno(), self.modes.blob)  # past the umask
-                    offset = 0
-                    while offset < len(view):
-                        offset += fh.write(view[offset:offset + _CHUNK])
-                    if self.durable and not batched:
-                        os.fsync(fh.fileno())
-                os.replace(tmp, target)
-                if batched:
-                    assert self._pending is not None
-                    self._pending[address] = target
-                    return
-                if self.durable:
-                    _fsync_path(target.parent)
-                # The bytes were hashed from memory just now and are durable.
-                self._remember(address, target.stat())
-            except OSError as exc:
-                raise self._write_error(exc, len(view)) from exc
+                if self.modes.shared:
+                    os.fchmod(fd, self.modes.blob)  # past the umask
+                offset = 0
+                while offset < len(view):
+                    offset += os.write(fd, view[offset:offset + _CHUNK])
+                if self.durable and not batched:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+            placed = True
+            if batched:
+                assert self._pending is not None
+                self._pending[address] = target
+                return
+            if self.durable:
+                _fsync_path(Path(folder))
+            # The bytes were hashed from memory just now and are durable.
+            self._fresh.add(address)
+            self._remember(address, os.stat(target))
+        except OSError as exc:
+            raise self._write_error(exc, len(view)) from exc
         finally:
-            if os.path.lexists(tmp):
+            if not placed and os.path.lexists(tmp):
                 os.unlink(tmp)
 
     def _write_error(self, exc: OSError, size: int) -> StoreError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import socket
 import stat
@@ -113,11 +114,17 @@ def _creation_error(path: Path, exc: OSError) -> StoreError:
 # -- temporary files ------------------------------------------------------------------
 
 _HOST = socket.gethostname().replace(".", "_")
+_serial = itertools.count()
 
 
 def temp_name(prefix: str) -> str:
-    """A temporary file name that says which process owns it: ``PREFIX.HOST.PID.RANDOM``."""
-    return f"{prefix}.{_HOST}.{os.getpid()}.{os.urandom(6).hex()}"
+    """A temporary file name that says which process owns it: ``PREFIX.HOST.PID.SERIAL``.
+
+    Unique among live processes (the pid) and within one (the serial number); files
+    are created with ``O_EXCL``, so a name left by a dead process with the same pid
+    is never written through.
+    """
+    return f"{prefix}.{_HOST}.{os.getpid()}.{next(_serial)}"
 
 
 def _owner_alive(host: str, pid: int) -> bool:

@@ -185,6 +185,8 @@ class MetadataStore:
         with self._lock:
             try:
                 return self._conn.execute(sql, args).fetchall()
+            except OverflowError:
+                return []  # a number beyond SQLite's 64 bits is no run or task id
             except sqlite3.OperationalError as exc:
                 raise explain(exc, self.path) from None
 
@@ -347,6 +349,18 @@ class MetadataStore:
             ):
                 out[row[0]] = int(row[1])
         return out
+
+    def latest_run_with_step(self, flow: str, step: str, tags: tuple[str, ...] = ()) -> RunRecord | None:
+        """The newest run of ``flow`` having every tag in ``tags`` and a completed task of ``step``."""
+        sql = ("SELECT r.* FROM runs r WHERE r.flow = ? AND EXISTS (SELECT 1 FROM tasks t WHERE t.flow = r.flow"
+               " AND t.run_number = r.run_number AND t.step = ? AND t.status = 'completed')")
+        args: list[Any] = [flow, step]
+        for tag in tags:
+            sql += (" AND EXISTS (SELECT 1 FROM run_tags g WHERE g.flow = r.flow"
+                    " AND g.run_number = r.run_number AND g.tag = ?)")
+            args.append(tag)
+        rows = self._query(sql + " ORDER BY r.run_number DESC LIMIT 1", tuple(args))
+        return self._run_from_row(rows[0]) if rows else None
 
     def set_tags(self, flow: str, run_number: int, add: list[str], remove: list[str],
                  max_tags: int | None = None) -> None:
