@@ -242,7 +242,9 @@ def test_live_run_counts_tasks_per_step_and_ends_in_the_run_view(runtime: Any, c
     assert live.task_detail["step"] == "start"
     assert "BrowseFlow/1: 6 tasks done" in live.fallback_text()
     assert "flowcell-progress" in live.fallback_html()
-    assert any(m.get("state", {}).get("live") for c in comms for m in c.messages), "progress reached the front end"
+    sent = sent_state(comms, "live")
+    assert sent[-1]["status"] == "completed", "the final progress reached the front end"
+    assert {s["name"]: s["done"] for s in sent[-1]["steps"]}["visit"] == 3
 
 
 def test_flow_graph_widget_shows_a_clicked_steps_artifacts(runtime: Any, comms: list[RecordingComm]) -> None:

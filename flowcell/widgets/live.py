@@ -43,9 +43,8 @@ class LiveRun(RunBrowser):
         self._pathspec, self._status, self._started = pathspec, "running", time.time()
         self._finished: float | None = None
         self._published = 0.0
-        super().__init__(flow, namespace=None, root=root)
-        self.kind = "live"
-        self._publish()
+        # The view is chosen from the state the widget opens with: kind and first progress.
+        super().__init__(flow, namespace=None, root=root, kind="live", live=self._state())
 
     def refresh(self) -> None:
         """No run table here: the live view shows one run."""
@@ -87,10 +86,14 @@ class LiveRun(RunBrowser):
         record = self._meta.get_task(flow, int(run), task_id)
         return None if record is None else _expected(record)
 
+    def _state(self) -> dict[str, Any]:
+        return {"pathspec": self._pathspec, "status": self._status, "started": self._started,
+                "finished": self._finished, "steps": [dict(s) for s in self._steps.values()],
+                "errors": list(self._errors)}
+
     def _publish(self) -> None:
         self._published = time.time()
-        self.live = {"pathspec": self._pathspec, "status": self._status, "started": self._started,
-                     "finished": self._finished, "steps": list(self._steps.values()), "errors": list(self._errors)}
+        self.live = self._state()
 
     def finish(self) -> None:
         """The run ended: show its run view."""
