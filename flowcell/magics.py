@@ -182,13 +182,9 @@ class FlowcellMagics(Magics):
         if not result.successful or outcome is None:
             raise StepFailed.of(result.pathspec or step, outcome.error if outcome else None,
                                 f"(inputs from {result.inputs_from})")
-        parts = []
-        for label, names in (("created", outcome.created), ("changed", outcome.changed),
-                             ("deleted", outcome.deleted)):
-            if names:
-                parts.append(f"{label} {', '.join(names)}")
-        print(f"Spun {step!r} in {outcome.duration * 1000:.0f} ms with inputs from {result.inputs_from}"
-              f"{': ' + '; '.join(parts) if parts else ''}.")
+        from .widgets.artifacts import spin_headline
+
+        print(spin_headline(result) + ".")
         self._show_task(result.task, outcome.created, outcome.changed)
         self._redraw_graph()
         return result
@@ -197,42 +193,42 @@ class FlowcellMagics(Magics):
         """The task's artifacts widget and its cards, in the cell."""
         from IPython.display import display
 
-        from .widgets import ArtifactsView
+        from .widgets import ArtifactInspector, CardView
 
         if getattr(self.shell, "kernel", None) is None:
             return  # terminal IPython: the printed summary is the view
-        display(ArtifactsView(task, created, changed))
+        display(ArtifactInspector(task, created, changed))
         for card in task.cards:
-            display(card)
+            display(CardView(card))
 
     def _redraw_graph(self) -> None:
         if self._graph_handle is not None:
-            self._graph_handle.update(self._graph_bundle(), raw=True)
+            self._graph_handle.refresh()
 
-    def _graph_bundle(self) -> dict[str, Any]:
+    def _graph_source(self) -> tuple[str, Any, dict[str, str | None]]:
+        """The flow's name, graph and each step's last status, for the graph widget."""
         from .graph import build_graph
-        from .widgets import flow_graph_svg, step_statuses
+        from .widgets import step_statuses
 
         flow = self.current_flow()
         graph = build_graph(flow)
         statuses = {**step_statuses(flow.name)}
         for name in (self._spinner.session if self._spinner else {}):
             statuses.setdefault(name, "completed")  # the session keeps successful spins only
-        svg = flow_graph_svg(graph, statuses)
-        text = " -> ".join(graph.sorted_nodes())
-        return {"image/svg+xml": svg, "text/plain": f"{flow.name}: {text}"}
+        return flow.name, graph, statuses
 
     @line_magic
     def flow_graph(self, line: str) -> None:
         """%flow_graph — the flow's DAG with each step's last status, redrawn as steps are registered."""
-        from IPython.display import display
+        from .widgets import FlowGraph
 
         if not self.current_flow().steps:
             raise UsageError("No %%step cells have been run yet.")
         try:
-            self._graph_handle = display(self._graph_bundle(), raw=True, display_id=True)
+            self._graph_handle = FlowGraph(self._graph_source)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
+        self._graph_handle.show()
 
     @line_magic
     def flow_runs(self, line: str) -> Any:
@@ -395,12 +391,14 @@ class FlowcellMagics(Magics):
     def _show_cards(self, run: Any) -> None:
         from IPython.display import display
 
+        from .widgets import CardView
+
         shown = 0
         for step in reversed(run.steps()):
             for task in step.tasks():
                 for card in task.cards:
                     if shown < 10:
-                        display(card)
+                        display(CardView(card))
                     shown += 1
         if shown > 10:
             print(f"{shown - 10} more cards: see %flow_runs or flowcell card view.")

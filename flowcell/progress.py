@@ -6,7 +6,6 @@ Both consume the runtime's events: ``run_started``, ``task_started``, ``stream``
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from dataclasses import dataclass, field
@@ -115,14 +114,14 @@ class ConsoleProgress:
 
 
 class NotebookProgress:
-    """Live progress in the cell (an updated HTML display) plus the tasks' output."""
+    """Live progress in the cell (the LiveRun widget, ending as the run view) plus the tasks' output."""
 
     def __init__(self, prefix_output: bool = True, live_table: bool = True) -> None:
         self.state = RunState()
         self.prefix_output = prefix_output
         self.live_table = live_table
+        self.live: Any = None
         self._handle: Any = None
-        self._last_draw = 0.0
         self._cards: dict[str, Any] = {}
 
     def __call__(self, kind: str, p: dict[str, Any]) -> None:
@@ -130,7 +129,10 @@ class NotebookProgress:
 
         self.state.update(kind, p)
         if kind == "run_started" and self.live_table:
-            self._handle = display(self._bundle(), raw=True, display_id=True)
+            from .widgets import LiveRun
+
+            self.live = LiveRun(p["pathspec"], list(p.get("steps", [])))
+            self._handle = display(self.live, display_id=True)
         elif kind == "stream":
             target = sys.stdout if p["name"] == "stdout" else sys.stderr
             text = p["text"]
@@ -141,41 +143,23 @@ class NotebookProgress:
         elif kind == "display":
             publish_display_data(p["data"], p.get("metadata") or {})
         elif kind == "card":
-            # A live card (current.card.refresh()): one display per task, updated in place.
+            # A live card (current.card.refresh()): one view per card, updated in place.
             from .client.task import Card
+            from .widgets import CardView
 
-            bundle = {"text/html": "".join(Card(p["pathspec"], c["type"], c["id"], c["html"])._repr_html_()
-                                           for c in p["cards"]),
-                      "text/plain": f"<live card of {p['pathspec']}>"}
-            handle = self._cards.get(p["pathspec"])
-            if handle is None:
-                self._cards[p["pathspec"]] = display(bundle, raw=True, display_id=True)
-            else:
-                handle.update(bundle, raw=True)
-        elif kind in ("task_started", "task_finished", "run_finished"):
-            now = time.time()
-            if kind != "task_started" or now - self._last_draw > 0.2:
-                self._last_draw = now
+            for c in p["cards"]:
+                card = Card(p["pathspec"], c["type"], c["id"], c["html"])
+                key = f"{p['pathspec']}/{c['type']}/{c['id']}"
+                view = self._cards.get(key)
+                if view is None:
+                    self._cards[key] = view = CardView(card)
+                    display(view)
+                else:
+                    view.update(card)
+        elif kind in ("task_started", "task_finished", "run_finished") and self.live is not None:
+            self.live.event(kind, p)
+            if kind == "run_finished":
+                self.live.finish()
+                # The saved notebook (nbconvert, GitHub) keeps the final table, not the first.
                 if self._handle is not None:
-                    self._handle.update(self._bundle(), raw=True)
-
-    def _bundle(self) -> dict[str, Any]:
-        s = self.state
-        rows = []
-        for step in s.steps or sorted(set(s.done) | set(s.running) | set(s.failed)):
-            d, r, f = s.done.get(step, 0), s.running.get(step, 0), s.failed.get(step, 0)
-            color = "#c62828" if f else ("#1565c0" if r else ("#2e7d32" if d else "#888"))
-            rows.append(
-                f"<tr><td style='color:{color};padding:0 8px'>&#9679; {html.escape(step)}</td>"
-                f"<td>{d} done</td><td style='padding:0 8px'>{r} running</td><td>{f} failed</td></tr>"
-            )
-        errors = "".join(
-            f"<div style='color:#c62828'>{html.escape(ps)}: {html.escape(str(e.get('ename')))}: "
-            f"{html.escape(str(e.get('evalue')))} &mdash; logs: <code>Task('{html.escape(ps)}').stdout</code>, "
-            f"<code>.stderr</code>, or <code>%flow_runs</code></div>" for ps, e in s.errors
-        )
-        head = f"<b>{html.escape(s.pathspec)}</b> &mdash; {html.escape(s.status)}, {s.elapsed:.1f}s"
-        return {
-            "text/html": f"<div class='flowcell-progress'>{head}<table>{''.join(rows)}</table>{errors}</div>",
-            "text/plain": s.summary() + f" ({s.status})",
-        }
+                    self._handle.update(self.live)

@@ -212,3 +212,71 @@ def test_foreach_values_inside_a_static_branch(runtime: Any, comms: list[Recordi
     kinds = {(e["source"], e["target"]): e["kind"] for e in browser.run["graph"]["edges"]}
     assert kinds[("start", "prepare")] == "branch" and kinds[("prepare", "work")] == "foreach"
     assert kinds[("other", "merge")] == "join"
+
+
+def test_live_run_counts_tasks_per_step_and_ends_in_the_run_view(runtime: Any, comms: list[RecordingComm]) -> None:
+    from flowcell.progress import NotebookProgress
+
+    progress = NotebookProgress()
+    seen: list[dict[str, Any]] = []
+
+    def observer(kind: str, p: dict[str, Any]) -> None:
+        progress(kind, p)
+        if progress.live is not None and kind == "task_finished":
+            seen.append({s["name"]: dict(s) for s in progress.live.live["steps"]})
+
+    from conftest import make_flow
+    from flowcell.runtime.runs import start_run
+
+    result = start_run(runtime, make_flow(FOREACH_FLOW), {}, observer=observer)
+    assert result.status == "completed"
+    live = progress.live
+    visits = [s["visit"] for s in seen]
+    assert sorted({v["done"] for v in visits}) == [0, 1, 2, 3], "each finished split counted"
+    assert all(v["expected"] == 3 for v in visits if v["done"]), "the foreach's split count is known"
+    final = {s["name"]: s for s in live.live["steps"]}
+    assert live.live["status"] == "completed" and all(s["done"] >= 1 and s["finished"] for s in final.values())
+    assert final["visit"]["finished"] >= final["visit"]["started"], "elapsed per step"
+    assert live.run["pathspec"] == "BrowseFlow/1" and len(live.run["tasks"]) == 6, "it became the run view"
+    front_end_sets(live, task=live.run["tasks"][0]["pathspec"])
+    assert live.task_detail["step"] == "start"
+    assert "BrowseFlow/1: 6 tasks done" in live.fallback_text()
+    assert "flowcell-progress" in live.fallback_html()
+    sent = sent_state(comms, "live")
+    assert sent[-1]["status"] == "completed", "the final progress reached the front end"
+    assert {s["name"]: s["done"] for s in sent[-1]["steps"]}["visit"] == 3
+
+
+def test_flow_graph_widget_shows_a_clicked_steps_artifacts(runtime: Any, comms: list[RecordingComm]) -> None:
+    from conftest import make_flow
+    from flowcell.graph import build_graph
+    from flowcell.widgets import FlowGraph
+
+    run(runtime, FOREACH_FLOW, name="BrowseFlow")
+    graph = build_graph(make_flow(FOREACH_FLOW))
+    widget = FlowGraph(lambda: ("BrowseFlow", graph, {"start": "completed", "visit": "failed"}))
+    kinds = {(e["source"], e["target"]): e["kind"] for e in widget.graph["edges"]}
+    assert kinds[("start", "visit")] == "foreach" and kinds[("visit", "join")] == "join"
+    assert {n["id"]: n["status"] for n in widget.graph["nodes"]}["join"] == "never"
+    # Outside JupyterLab nobody answers the click event: the front end asks the kernel.
+    front_end_asks(widget, type="step", step="join")
+    detail = widget.step_detail
+    assert detail["task"].startswith("BrowseFlow/1/join/") and "score" in [a["name"] for a in detail["artifacts"]]
+    assert not widget.previews
+    front_end_asks(widget, type="preview", task=detail["task"], name="score")
+    assert widget.previews[f"{detail['task']}/score"]["text"] == "3"
+    bundle = widget._repr_mimebundle_()
+    assert bundle["image/svg+xml"].startswith("<svg") and "BrowseFlow: start -> visit" in bundle["text/plain"]
+
+
+def test_card_view_carries_the_card_and_a_sized_fallback(comms: list[RecordingComm]) -> None:
+    from flowcell.client.task import Card
+    from flowcell.widgets import CardView
+
+    card = Card("F/1/start/2", "default", None, "<html><body><h1>Hi</h1><p>one</p></body></html>")
+    view = CardView(card)
+    assert view.html == card.html and "default card of F/1/start/2" in view.title
+    view.update(Card("F/1/start/2", "default", None, "<html><body><p>two</p></body></html>"))
+    assert [m["state"]["html"] for c in comms for m in c.messages if "html" in m.get("state", {})][-1].endswith(
+        "<p>two</p></body></html>")
+    assert "iframe" in view.fallback_html() and "&lt;p&gt;two" in view.fallback_html()

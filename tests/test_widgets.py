@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -132,7 +133,7 @@ def test_artifact_inspector_lists_without_loading_and_previews_on_demand(card_ru
 
     r, _ = card_run
     line = headline("start", 0.025, 3, "run 12", ["big", "label"], [])
-    assert line == "Spun start in 25 ms with 3 inputs from run 12: created big, label"
+    assert line == "Spun 'start' in 25 ms with 3 inputs from run 12: created big, label"
     view = ArtifactInspector(r["start"].task, created=["big", "label"], headline=line)
     rows = {a["name"]: a for a in view.artifacts}
     assert rows["big"] == {"name": "big", "type": "numpy.ndarray", "size": rows["big"]["size"], "flag": "created"}
@@ -148,7 +149,7 @@ def test_artifact_inspector_lists_without_loading_and_previews_on_demand(card_ru
     assert any('"dtype": "float64"' in s for s in sent), "the preview reached the front end through the comm"
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert line in bundle["text/html"] and "<b>big</b>" in bundle["text/html"]
+    assert html.escape(line) in bundle["text/html"] and "<b>big</b>" in bundle["text/html"]
     assert bundle["text/plain"].startswith(line) and "created" in bundle["text/plain"]
 
 

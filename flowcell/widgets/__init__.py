@@ -17,6 +17,7 @@ from typing import Any
 _LAZY = {
     "ArtifactInspector": "artifacts", "ArtifactsView": "artifacts",
     "RunBrowser": "runs", "browse": "runs",
+    "FlowGraph": "graphwidget", "LiveRun": "live", "CardView": "cardview",
     "flow_graph_svg": "graphmodel", "graph_model": "graphmodel", "step_statuses": "graphmodel",
     "compare_runs": "runview", "run_view": "runview",
 }

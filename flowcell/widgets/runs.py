@@ -50,7 +50,8 @@ class RunBrowser(FlowcellWidget):
         if namespace is _ALL or namespace is ...:
             namespace = get_namespace()
         self._root = root or current_root()
-        super().__init__(kind="runs", flow=flow, namespace=str(namespace or ""), tag_filter=list(tags), **kwargs)
+        kwargs.setdefault("kind", "runs")
+        super().__init__(flow=flow, namespace=str(namespace or ""), tag_filter=list(tags), **kwargs)
         self.refresh()
         self.observe(lambda _: self._filters_changed(), names=["namespace", "tag_filter", "status_filter"])
         self.observe(lambda _: self.refresh(), names=["sort", "descending", "page", "page_size"])

@@ -219,7 +219,8 @@ def compare_runs(a: Any, b: Any) -> dict[str, Any]:
         return out
 
     arows = []
-    for name in sorted(set(left) | set(right)):
+    # Parameters are artifacts too; they are compared above, once.
+    for name in sorted((set(left) | set(right)) - set(pa) - set(pb)):
         la, ra = left.get(name), right.get(name)
         same = la is not None and ra is not None and la.sha == ra.sha
         arows.append({"name": name, "same": same, "a": cell(la, same), "b": cell(ra, same)})

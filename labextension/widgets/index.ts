@@ -5,11 +5,12 @@
  */
 import { artifactList } from './artifacts';
 import { AnyModel, h, Listeners } from './dom';
-import { GraphView } from './graph';
+import { GraphView } from '../src/graphview';
 import { renderLive } from './live';
 import { renderRuns } from './runs';
+import { cardFrame } from './runview';
 
-export { GraphView, layoutGraph } from './graph';
+export { GraphView, layoutGraph } from '../src/graphview';
 
 /** The event a click on a step sends up the page; JupyterLab's flowcell extension answers it by
  * scrolling to the step's cell and calling preventDefault(). Unanswered, the widget shows the
@@ -75,11 +76,33 @@ function renderGraph(model: AnyModel, el: HTMLElement): () => void {
   };
 }
 
+function renderCard(model: AnyModel, el: HTMLElement): () => void {
+  const listeners = new Listeners();
+  const root = h('div', { class: 'fc-card-view' });
+  el.appendChild(root);
+  let disposers: (() => void)[] = [];
+  const render = () => {
+    disposers.forEach(d => d());
+    disposers = [];
+    const frame = cardFrame(model.get('html'), disposers);
+    frame.title = model.get('title');
+    root.replaceChildren(frame);
+  };
+  listeners.on(model, ['html'], render);
+  render();
+  return () => {
+    listeners.dispose();
+    disposers.forEach(d => d());
+    root.remove();
+  };
+}
+
 const VIEWS: Record<string, (model: AnyModel, el: HTMLElement) => () => void> = {
   runs: renderRuns,
   artifacts: renderArtifacts,
   graph: renderGraph,
-  live: renderLive
+  live: renderLive,
+  card: renderCard
 };
 
 export default {

@@ -44,23 +44,28 @@ export function renderRuns(model: AnyModel, el: HTMLElement): () => void {
         o.selected = model.get('status_filter') === s;
         return o;
       }));
+    return h('div', { class: 'fc-toolbar' },
+      h('span', { class: 'fc-title' }, model.get('flow')),
+      h('label', { class: 'fc-field' }, h('span', {}, 'namespace'), ns),
+      h('label', { class: 'fc-field' }, h('span', {}, 'tags'), tags),
+      st,
+      h('button', { class: 'fc-icon-button', title: 'Refresh', onclick: () => model.send({ type: 'refresh' }) }, '↻'));
+  };
+
+  const pager = (): HTMLElement => {
     const total = model.get('total') as number;
     const page = model.get('page') as number;
     const size = model.get('page_size') as number;
     const first = total ? page * size + 1 : 0;
     const last = Math.min(total, (page + 1) * size);
     const pages = Math.max(1, Math.ceil(total / size));
-    return h('div', { class: 'fc-toolbar' },
-      h('span', { class: 'fc-title' }, model.get('flow')),
-      h('label', { class: 'fc-field' }, h('span', {}, 'namespace'), ns),
-      h('label', { class: 'fc-field' }, h('span', {}, 'tags'), tags),
-      st,
-      h('button', { class: 'fc-icon-button', title: 'Refresh', onclick: () => model.send({ type: 'refresh' }) }, '↻'),
-      h('span', { class: 'fc-spacer' }),
+    return h('div', { class: 'fc-pager' },
       h('span', { class: 'fc-muted fc-count' }, `${first.toLocaleString()}–${last.toLocaleString()} of ${total.toLocaleString()} runs`),
+      h('button', { class: 'fc-icon-button', title: 'First page', disabled: page <= 0, onclick: () => setAll(model, { page: 0 }) }, '«'),
       h('button', { class: 'fc-icon-button', title: 'Previous page', disabled: page <= 0, onclick: () => setAll(model, { page: page - 1 }) }, '‹'),
-      h('span', { class: 'fc-muted' }, `${page + 1} / ${pages}`),
-      h('button', { class: 'fc-icon-button', title: 'Next page', disabled: page + 1 >= pages, onclick: () => setAll(model, { page: page + 1 }) }, '›'));
+      h('span', { class: 'fc-muted fc-page' }, `page ${(page + 1).toLocaleString()} of ${pages.toLocaleString()}`),
+      h('button', { class: 'fc-icon-button', title: 'Next page', disabled: page + 1 >= pages, onclick: () => setAll(model, { page: page + 1 }) }, '›'),
+      h('button', { class: 'fc-icon-button', title: 'Last page', disabled: page + 1 >= pages, onclick: () => setAll(model, { page: pages - 1 }) }, '»'));
   };
 
   const table = (): HTMLElement => {
@@ -103,7 +108,7 @@ export function renderRuns(model: AnyModel, el: HTMLElement): () => void {
       };
       body = renderRun(ctx);
     } else {
-      body = h('div', {}, toolbar(), table());
+      body = h('div', {}, toolbar(), table(), pager());
     }
     root.replaceChildren(...[error, body].filter((x): x is HTMLElement => x !== null));
   };

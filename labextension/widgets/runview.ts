@@ -1,7 +1,7 @@
 /** One run: header, parameters, graph by status, timeline, tasks, a task's detail, a comparison. */
 import { artifactList } from './artifacts';
 import { AnyModel, h, seconds, size, status, when } from './dom';
-import { GraphModel, GraphView } from './graph';
+import { GraphModel, GraphView } from '../src/graphview';
 import { taskLabel, timeline, TimelineTask } from './timeline';
 
 export interface RunData {
@@ -52,7 +52,7 @@ export function renderRun(ctx: RunViewContext): HTMLElement {
     : null;
   const graph = new GraphView(run.graph, {
     selected: ctx.state.step || undefined,
-    maxHeight: 360,
+    maxHeight: 560,
     onStep: step => {
       ctx.state.step = ctx.state.step === step ? '' : step;
       ctx.rerender();
@@ -90,15 +90,33 @@ function tasksTable(ctx: RunViewContext): HTMLElement {
         h('tbody', {}, rows))));
 }
 
-function cardFrame(html: string): HTMLIFrameElement {
-  // No scripts run in a card; same-origin lets the frame be sized to its content.
-  const frame = h('iframe', { class: 'fc-card-frame', sandbox: 'allow-same-origin', srcdoc: html });
-  frame.addEventListener('load', () => {
+/**
+ * A card in a frame as tall as its content. No script runs in a card (the sandbox
+ * allows none); same-origin lets the frame measure the card, again whenever the
+ * card's layout changes (images loading, a chart drawn, the cell resized).
+ */
+export function cardFrame(html: string, disposers?: (() => void)[]): HTMLIFrameElement {
+  const frame = h('iframe', { class: 'fc-card-frame', sandbox: 'allow-same-origin', srcdoc: html, title: 'card' });
+  let observer: ResizeObserver | null = null;
+  const fit = () => {
     const doc = frame.contentDocument;
-    if (doc) {
-      frame.style.height = `${Math.max(doc.documentElement.scrollHeight, doc.body?.scrollHeight ?? 0) + 2}px`;
+    if (doc?.documentElement) {
+      // The page's own height, not the frame's: measure the body's content box.
+      const body = doc.body;
+      const height = Math.ceil(Math.max(body ? body.getBoundingClientRect().height + parseFloat(getComputedStyle(body).marginTop) + parseFloat(getComputedStyle(body).marginBottom) : 0, 40));
+      frame.style.height = `${height + 2}px`;
+    }
+  };
+  frame.addEventListener('load', () => {
+    fit();
+    observer?.disconnect();
+    const body = frame.contentDocument?.body;
+    if (body && typeof ResizeObserver !== 'undefined') {
+      observer = new ResizeObserver(fit);
+      observer.observe(body);
     }
   });
+  disposers?.push(() => observer?.disconnect());
   return frame;
 }
 
@@ -113,7 +131,7 @@ function taskDetail(ctx: RunViewContext): HTMLElement | null {
       h('div', { class: 'fc-log-label' }, 'stdout'), h('pre', { class: 'fc-pre fc-stdout' }, d.stdout || '(empty)'),
       h('div', { class: 'fc-log-label fc-err-label' }, 'stderr'), h('pre', { class: 'fc-pre fc-stderr' }, d.stderr || '(empty)'))],
     ['cards', `Cards (${d.cards.length})`, () => d.cards.length
-      ? h('div', {}, d.cards.map((c: any) => cardFrame(c.html)))
+      ? h('div', {}, d.cards.map((c: any) => cardFrame(c.html, ctx.disposers)))
       : h('div', { class: 'fc-empty' }, 'No cards: add @card to the step.')]
   ];
   if (d.exception) {
@@ -132,7 +150,8 @@ function taskDetail(ctx: RunViewContext): HTMLElement | null {
     }, label)));
   const body = tabs.find(t => t[0] === ctx.state.tab)![2]();
   return h('section', { class: 'fc-card' },
-    h('h4', {}, d.pathspec, ' ', status(d.status), d.attempt ? h('span', { class: 'fc-muted' }, ` attempt ${d.attempt + 1}`) : null),
+    h('div', { class: 'fc-task-title' }, h('span', { class: 'fc-run-title' }, d.pathspec), status(d.status),
+      d.attempt ? h('span', { class: 'fc-muted' }, `attempt ${d.attempt + 1}`) : null),
     bar, h('div', { class: 'fc-tab-body' }, body));
 }
 
