@@ -287,6 +287,12 @@ def _metaflow_message(exc: BaseException) -> str:
     return " ".join(lines) or type(exc).__name__
 
 
+def _interrupt(executing: Any) -> None:
+    """Ctrl-C for Metaflow's runtime: it terminates its tasks and marks the run failed."""
+    if executing.command_obj.process.returncode is None:
+        os.kill(executing.command_obj.process.pid, signal.SIGINT)
+
+
 def _drive(runner: Any, kwargs: dict[str, Any], events: queue.Queue[tuple[str, Any]]) -> None:
     """In a worker thread (the notebook's own loop is busy): start, stream, wait."""
 
@@ -357,6 +363,7 @@ def run_on_metaflow(
     root = root or find_store_root(flow.path)
     meta = MetadataStore(root)
     run_number = 0
+    interrupted = False
     try:
         while True:
             try:
@@ -364,14 +371,20 @@ def run_on_metaflow(
             except queue.Empty:
                 continue
             except KeyboardInterrupt:
+                # Metaflow stops its tasks and exits on SIGINT; keep reading until it has. Before it
+                # has started, remember the interrupt and stop it as soon as it does.
+                interrupted = True
                 if executing is not None:
-                    os.kill(executing.command_obj.process.pid, signal.SIGINT)
-                    continue  # Metaflow stops its tasks and exits; keep reading until it does
-                raise
+                    _interrupt(executing)
+                continue
             if kind == "error":
+                if interrupted:
+                    raise KeyboardInterrupt
                 raise MetaflowRunError(f"Metaflow could not run {target.name}: {_metaflow_message(value)}")
             if kind == "started":
                 executing = value
+                if interrupted:
+                    _interrupt(executing)
                 mf_run = executing.run
                 run_number = _record_start(meta, flow, mf_run, user_tags, shown, target)
                 if run_id_file:
@@ -392,6 +405,8 @@ def run_on_metaflow(
         meta.finish_run(flow.name, run_number, status)
         emit("run_finished", {"pathspec": translator.run_pathspec, "status": status})
     except BaseException:
+        if executing is not None and executing.command_obj.process.returncode is None:
+            executing.command_obj.kill()  # never leave Metaflow running behind an error of ours
         if run_number:
             meta.finish_run(flow.name, run_number, "failed")
         raise

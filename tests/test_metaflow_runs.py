@@ -21,8 +21,7 @@ from nbclient import NotebookClient
 from conftest import ROOT
 from flowcell.client import Flow, namespace
 from flowcell.errors import FlowcellError
-from flowcell.errors import MetaflowRunError, NotFoundError
-from flowcell.metaflow_client import list_metaflow_runs
+from flowcell.errors import MetaflowRunError
 from flowcell.metaflow_runs import LogTranslator, mirrored_pathspec, split_metaflow_options
 
 PROD_CELLS = [
@@ -142,14 +141,33 @@ def test_cli_run_on_metaflow_and_spin_from_it(tmp_path: Path) -> None:
     plain = subprocess.run([sys.executable, "quickstart.py", "--quiet", "run", "--tag", "plain"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
     assert plain.returncode == 0, plain.stderr
-    listed = list_metaflow_runs("QuickstartFlow", namespace=None)
-    assert [r.mirrored_as for r in listed] == [None, "QuickstartFlow/1"]
-    assert "plain" in listed[0].user_tags and listed[1].pathspec == mf and listed[1].status == "completed"
-    assert "user:tester" in listed[0].system_tags
-    assert [r.pathspec for r in list_metaflow_runs("QuickstartFlow", "cli")] == [mf]  # Metaflow's default namespace
-    assert list_metaflow_runs("QuickstartFlow", namespace="user:someone-else") == []
-    with pytest.raises(NotFoundError, match="no flow NoSuchFlow"):
-        list_metaflow_runs("NoSuchFlow", namespace=None)
+    # Read in a fresh process, as a notebook would: Metaflow reads its configuration once, at import.
+    listing = subprocess.run([sys.executable, "-c", LIST_RUNS], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+    assert listing.returncode == 0, listing.stderr
+    listed = json.loads(listing.stdout)
+    assert [r["mirrored_as"] for r in listed["all"]] == [None, "QuickstartFlow/1"]
+    assert "plain" in listed["all"][0]["user_tags"] and listed["all"][1]["pathspec"] == mf
+    assert listed["all"][1]["status"] == "completed" and listed["all"][0]["user:tester"]
+    assert listed["cli"] == [mf]  # Metaflow's default namespace, tags AND-ed
+    assert listed["elsewhere"] == [] and listed["missing"].startswith("Metaflow's metadata has no flow NoSuchFlow")
+
+
+LIST_RUNS = """
+import json
+from flowcell.errors import NotFoundError
+from flowcell.metaflow_client import list_metaflow_runs
+out = {"all": [{"pathspec": r.pathspec, "mirrored_as": r.mirrored_as, "user_tags": sorted(r.user_tags),
+                "status": r.status, "user:tester": "user:tester" in r.system_tags}
+               for r in list_metaflow_runs("QuickstartFlow", namespace=None)],
+       "cli": [r.pathspec for r in list_metaflow_runs("QuickstartFlow", "cli")],
+       "elsewhere": [r.pathspec for r in list_metaflow_runs("QuickstartFlow", namespace="user:someone-else")]}
+try:
+    list_metaflow_runs("NoSuchFlow", namespace=None)
+except NotFoundError as exc:
+    out["missing"] = str(exc)
+print(json.dumps(out))
+"""
 
 
 def test_option_splitting_and_bad_inputs() -> None:
