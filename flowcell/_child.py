@@ -178,6 +178,7 @@ def _run(spec: TaskSpec) -> TaskResult:
         current._values.update(project_fields(spec.flow_decorators, spec.flow, spec.username))
         instance.__dict__["_fc_class"] = namespace.get(spec.flow)  # class constants and helper methods
         instance.__dict__["_fc_params"] = set(spec.parameter_names)  # read-only on self, as in Metaflow
+        instance.__dict__["_fc_file"] = spec.file  # self._graph reads it
         if spec.environment_expr:
             os.environ.update({str(k): str(v) for k, v in eval(spec.environment_expr, namespace).items()})
         fn = _step_function(spec, namespace)
@@ -283,7 +284,9 @@ def _check_transition(spec: TaskSpec, instance: FlowInstance, transition: dict[s
     if node.type == "end":
         return None, None
     if transition is None:
-        if not caught:
+        worker = parallel_info(spec.foreach_stack)
+        # A @parallel worker (node > 0) may end without self.next(): Metaflow follows the control task's.
+        if not caught and not (worker is not None and worker.node_index != 0):
             raise RuntimeError(
                 f"Step {spec.step} finished without calling self.next(); end it with self.next(self.<step>)."
             )

@@ -362,4 +362,16 @@ _MEMBERS: dict[str, Callable[[FlowInstance], Any]] = {
     "_current_step": lambda f: f.__dict__.get("_fc_step"),
     "_foreach_stack": _foreach_frames,
     "script_name": lambda f: f.__dict__.get("_fc_script_name"),
+    "_graph": lambda f: _flow_graph(f.__dict__.get("_fc_file")),
 }
+
+
+def _flow_graph(path: str | None) -> Any:
+    """``self._graph``: the flow's graph, read from its file when a step asks for it."""
+    if not path:
+        raise AttributeError("self._graph needs the flow's file; this task has none.")
+    from .graph import build_graph  # read only when a step uses self._graph
+    from .importer import read_flow_file
+    from .model import read_notebook
+
+    return build_graph(read_notebook(path) if path.endswith(".ipynb") else read_flow_file(path))

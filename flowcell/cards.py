@@ -217,6 +217,8 @@ class _CardView:
 def render_card(card_type: str, card_id: str | None, title: str, components: list[MetaflowCardComponent],
                 artifacts: list[tuple[str, str, int, Any]] | None) -> str:
     """HTML of one card: its components, and for the default card the task's artifacts."""
+    if card_type == "taskspec_card":  # Metaflow's built-in card type: the task's pathspec, as text
+        return title
     parts = [c.render() for c in components]
     if card_type == "default" and artifacts is not None:
         from .preview import preview_html

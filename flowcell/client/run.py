@@ -53,6 +53,10 @@ class Step:
         return self._run.tags
 
     @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
     def child_steps(self) -> list[Step]:
         """The steps whose tasks follow this step's tasks in the run."""
         names = dict.fromkeys(child._record.step for task in self.tasks() for child in task.child_tasks)

@@ -241,6 +241,10 @@ class Task(Recorded):
         return hash(self.pathspec)
 
     @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
     def origin_pathspec(self) -> str | None:
         """For a task cloned by resume, the task it was cloned from."""
         return self._record.origin
@@ -256,6 +260,15 @@ class Task(Recorded):
             parts = r.origin.split("/")
             entries += [Metadata("origin-run-id", parts[-3], r.created_at, "origin-run-id", self.pathspec),
                         Metadata("origin-task-id", parts[-1], r.created_at, "origin-task-id", self.pathspec)]
+        if Task._step_of is not None:
+            version = next((t.split(":", 1)[1] for t in self.system_tags if t.startswith("python_version:")), None)
+            if version:
+                entries.append(Metadata("python_version", version, r.created_at, "python_version", self.pathspec))
+        if not r.origin and Task._step_of is not None:
+            # a task re-run by resume: Metaflow records the run it resumed
+            origin_run = self.parent.parent._record.origin_run_number
+            if origin_run is not None:
+                entries.append(Metadata("origin-run-id", str(origin_run), r.created_at, "origin-run-id", self.pathspec))
         return entries
 
     @property

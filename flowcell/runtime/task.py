@@ -76,6 +76,12 @@ class TaskRequest:
                 env_expr = str(given)  # evaluated by the task after its module code
             else:
                 env = {str(k): str(v) for k, v in given.items()}
+        secrets = None if self.skip_decorators else cell.decorator("secrets")
+        if secrets is not None and isinstance(secrets.kwargs.get("sources"), list):
+            # Metaflow's "inline" secrets source (its local, test-only provider): values as environment
+            for source in secrets.kwargs["sources"]:
+                if isinstance(source, dict) and source.get("type") == "inline":
+                    env.update({str(k): str(v) for k, v in source.get("options", {}).get("env_vars", {}).items()})
         return TaskSpec(
             root=self.root, flow=self.flow.name, step=self.step, pathspec=self.pathspec,
             steps=list(dict.fromkeys([*self.flow.steps, *self.node.out_funcs])),

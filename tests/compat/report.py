@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if missing:
         out.append(f"* Not yet run under flowcell: {len(missing)}.")
+    labels = Counter(fc[c.key].get("label") or "unlabelled" for c in reference if c.key in fc)
+    out.append("* flowcell's results were measured at: " +
+               "; ".join(f"{label} ({n} combinations)" for label, n in labels.most_common()) + ".")
     if reasons:
         out += ["", "flowcell's first errors among those, by kind:", ""]
         out += [f"* {n} x {r}" for r, n in reasons.most_common()]

@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(results.FLOWCELL_RESULTS))
     parser.add_argument("--fresh", action="store_true", help="re-run combinations already in the cache")
     parser.add_argument("--keep", action="store_true", help="keep each combination's folder")
+    parser.add_argument("--label", default="", help="recorded with each result, e.g. the commit measured")
     parser.add_argument("--failed-first", metavar="CACHE",
                         help="run first the combinations that failed (or are missing) in an earlier result file")
     args = parser.parse_args(argv)
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         for row in pool.map(work, todo):
             done += 1
+            row["label"] = args.label
             results.append(cache_path, row)
             print(f"[{done}/{len(todo)}] {row['key']}: {'pass' if row['passed'] else 'FAIL ' + row['reason']}",
                   flush=True)
