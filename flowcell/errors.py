@@ -108,6 +108,21 @@ class RunInterrupted(FlowcellError):
     """The user interrupted a run; its tasks were stopped and the run marked failed."""
 
 
+class NothingToResume(FlowcellError):
+    """``resume`` without a step, of a run that did not fail: the message names a step to give.
+
+    ``str()`` shows the Python form; the shell and the notebook use :meth:`advice`
+    with their own syntax, so a message is always in the syntax of where it is read.
+    """
+
+    def __init__(self, run: str, step: str) -> None:
+        self.run, self.step = run, step
+        super().__init__(self.advice(f"Runner(...).resume({step!r})"))
+
+    def advice(self, example: str) -> str:
+        return f"Run {self.run} has no failed step to resume from; name the step to resume from, e.g. {example}."
+
+
 class StepFailed(FlowcellError):
     """A step raised an exception in its child kernel.
 

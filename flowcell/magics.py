@@ -17,7 +17,7 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from traitlets import Bool, Int
 
 from .cells import CellRegistry
-from .errors import FlowcellError, RunFailed, StepFailed
+from .errors import FlowcellError, NothingToResume, RunFailed, StepFailed
 from .model import CodeCell, FlowSource, StepCell, parse_flow_line, parse_step_line
 
 @magics_class
@@ -76,8 +76,15 @@ class FlowcellMagics(Magics):
         return None
 
     def current_flow(self) -> FlowSource:
-        """The flow as registered so far, in the order the cells were run."""
-        return self.cells.flow(self._notebook_path())
+        """The flow as the notebook holds it now, in the order the cells were run."""
+        path = self._notebook_path()
+        self.cells.sync_with_file(path)
+        return self.cells.flow(path)
+
+    def retain_cells(self, ids: list[str]) -> bool:
+        """The front end's list of the notebook's cell ids: cells not in it were deleted and leave
+        the flow.  True when that changed the flow (the caller pushes the new state)."""
+        return bool(self.cells.keep_only(ids))
 
     # -- cell magics ---------------------------------------------------------------
 
@@ -150,9 +157,9 @@ class FlowcellMagics(Magics):
         return self._spinner
 
     def _spin_and_show(self, step: str, pathspec: str | None, artifacts: dict[str, Any], persist: bool,
-                       skip_decorators: bool, auto: bool = False, from_metaflow: str | None = None) -> Any:
+                       skip_decorators: bool, auto: bool = False, from_metaflow: str | None = None,
+                       split: int | None = None) -> Any:
         from .errors import NotFoundError
-        from .progress import NotebookProgress
 
         flow = self.current_flow()
         self.bridge.set_status(step, "running")
@@ -160,7 +167,7 @@ class FlowcellMagics(Magics):
             result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist,
                                        skip_decorators=skip_decorators,
                                        observer=self._observer(prefix_output=False, live_table=False),
-                                       check=False, from_metaflow=from_metaflow)
+                                       check=False, from_metaflow=from_metaflow, split=split)
         except NotFoundError as exc:
             self.bridge.statuses.pop(step, None)
             self.bridge.push()
@@ -181,10 +188,15 @@ class FlowcellMagics(Magics):
         self.bridge.set_status(step, result.status)
         if not result.successful or outcome is None:
             raise StepFailed.of(result.pathspec or step, outcome.error if outcome else None,
-                                f"(inputs from {result.inputs_from})")
-        from .widgets.artifacts import spin_headline
-
-        print(spin_headline(result) + ".")
+                                f"({result.describe()})")
+        parts = []
+        for label, names in (("created", outcome.created), ("changed", outcome.changed),
+                             ("deleted", outcome.deleted)):
+            if names:
+                parts.append(f"{label} {', '.join(names)}")
+        took = max(t.outcome.duration for t in result.tasks)
+        print(f"Spun {step!r} in {took * 1000:.0f} ms, {result.describe()}"
+              f"{': ' + '; '.join(parts) if parts else ''}.")
         self._show_task(result.task, outcome.created, outcome.changed)
         self._redraw_graph()
         return result
@@ -260,8 +272,13 @@ class FlowcellMagics(Magics):
             raise UsageError(str(exc)) from None
 
     @line_magic
-    def spin(self, line: str) -> Any:
-        """%spin [STEP] PATHSPEC [--artifacts-module FILE] [--artifacts DICT] [--persist] [--skip-decorators]"""
+    def spin(self, line: str) -> None:
+        """%spin [STEP] PATHSPEC [--split N] [--artifacts-module FILE] [--artifacts DICT] [--persist] [--skip-decorators]
+
+        Inside a foreach every split runs, unless a task pathspec or ``--split N`` names one.
+        The cell shows the spun task once (its artifacts and cards); the Client reads it
+        by the pathspec printed, e.g. ``Task("Flow/spin-3/train/1")``.
+        """
         import argparse
 
         from .options import spin_overrides, spin_target
@@ -275,10 +292,11 @@ class FlowcellMagics(Magics):
         parser.add_argument("--from-metaflow", nargs="?", const="")
         parser.add_argument("--as-test")
         parser.add_argument("--expect", action="append")
+        parser.add_argument("--split", type=int)
         try:
             args = parser.parse_args(shlex.split(line))
         except (argparse.ArgumentError, SystemExit) as exc:
-            raise UsageError(f"%spin: {exc}. Usage: %spin STEP or %spin RUN/STEP[/TASK] [--persist] ...") from None
+            raise UsageError(f"%spin: {exc}. Usage: %spin STEP or %spin RUN/STEP[/TASK] [--split N] [--persist] ...") from None
         flow = self.current_flow()
         try:
             step, pathspec = spin_target(flow.name, args.target)
@@ -289,8 +307,8 @@ class FlowcellMagics(Magics):
                 args.from_metaflow = latest_metaflow_run(flow.name, flow.path)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        result = self._spin_and_show(step, pathspec, overrides, args.persist,
-                                     args.skip_decorators, from_metaflow=args.from_metaflow)
+        result = self._spin_and_show(step, pathspec, overrides, args.persist, args.skip_decorators,
+                                     from_metaflow=args.from_metaflow, split=args.split)
         if args.as_test:
             from .freeze import write_spin_test
 
@@ -300,7 +318,6 @@ class FlowcellMagics(Magics):
             except FlowcellError as exc:
                 raise UsageError(str(exc)) from None
             print(f"Wrote {written}: it re-spins {result.step!r} on these inputs, frozen in {written.stem}_inputs/.")
-        return result
 
     def _parse_run_line(self, prog: str, line: str, with_step: bool) -> tuple[dict[str, str], Any]:
         """``--PARAM VALUE`` pairs and the known options of %run_flow / %resume."""
@@ -331,9 +348,16 @@ class FlowcellMagics(Magics):
         from .runtime.runs import start_resume
 
         params, args = self._parse_run_line("%resume", line, with_step=True)
-        return self._finish_run(lambda observer: start_resume(
-            self.runtime, self.current_flow(), args.step, args.origin_run_id, params, tags=args.tag,
-            max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer))
+
+        def start(observer: Any) -> Any:
+            try:
+                return start_resume(self.runtime, self.current_flow(), args.step, args.origin_run_id, params,
+                                    tags=args.tag, max_workers=args.max_workers, run_id_file=args.run_id_file,
+                                    observer=observer)
+            except NothingToResume as exc:
+                raise FlowcellError(exc.advice(f"%resume {exc.step}")) from None
+
+        return self._finish_run(start)
 
     # -- line magics ---------------------------------------------------------------
 
@@ -460,6 +484,8 @@ class FlowcellMagics(Magics):
 
             flow = self.current_flow()
             print(f"flow {flow.name}: {len(flow.code_cells)} %%flow cell(s), steps: {', '.join(flow.steps) or 'none'}")
+            for line in self.cells.describe():
+                print(f"  {line}")
             print(f"store: {config.find_store_root(flow.path)} ({config.root_reason(flow.path)})")
             return
         raise UsageError("Usage: %flowcell autospin on|off, or %flowcell status")

@@ -6,6 +6,7 @@ Both consume the runtime's events: ``run_started``, ``task_started``, ``stream``
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -107,6 +108,8 @@ class ConsoleProgress:
 
     def _write(self, line: str, target: IO[str] | None = None) -> None:
         target = target or self.stream
+        if not _is_tty(target):
+            line = strip_ansi(line)  # a log file gets plain text, not colour escapes
         if self._bar is not None:
             self._bar.write(line, file=target)  # clears and redraws the bar around the line
         else:
@@ -163,3 +166,19 @@ class NotebookProgress:
                 # The saved notebook (nbconvert, GitHub) keeps the final table, not the first.
                 if self._handle is not None:
                     self._handle.update(self.live)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour escapes (IPython colours the child's tracebacks)."""
+    return _ANSI.sub("", text)
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False

@@ -33,7 +33,7 @@ class Step:
         return f"{self._run.pathspec}/{self.id}"
 
     def tasks(self) -> list[Task]:
-        return [Task._of(r, self._run._root) for r in reversed(self._records())]
+        return [Task._of(r, self._run._root, self._run.id) for r in reversed(self._records())]
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks())
@@ -74,12 +74,12 @@ class Step:
     @property
     def task(self) -> Task:
         records = self._records()
-        return Task._of(records[0], self._run._root)
+        return Task._of(records[0], self._run._root, self._run.id)
 
     def __getitem__(self, task_id: str | int) -> Task:
         for t in self._records():
             if str(t.task_id) == str(task_id):
-                return Task._of(t, self._run._root)
+                return Task._of(t, self._run._root, self._run.id)
         raise NotFoundError(f"Task {self.pathspec}/{task_id} does not exist.")
 
     def __repr__(self) -> str:
@@ -96,7 +96,7 @@ class Run(Recorded):
         self._root = _root or context.current_root()
         if _record is None:
             flow, run = context.parse(pathspec, 2, "Run")
-            _record = context.find_run(flow, run, self._root, _check_namespace)
+            _record, self._root = context.find_run(flow, run, self._root, _check_namespace)
         self._record = _record
 
     @classmethod
@@ -111,11 +111,12 @@ class Run(Recorded):
 
     @property
     def id(self) -> str:
-        return str(self._record.run_number)
+        """``3``, or ``spin-12`` for a spin read through ``inspect_spin``."""
+        return context.run_id(self._record)
 
     @property
     def pathspec(self) -> str:
-        return self._record.pathspec
+        return f"{self._record.flow}/{self.id}"
 
     def steps(self) -> list[Step]:
         meta, _ = context.stores_for(self._root)
