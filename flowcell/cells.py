@@ -40,6 +40,8 @@ class CellRegistry:
     cells: list[Registered] = field(default_factory=list)
     flow_name: str | None = None
     flow_decorators: list[str] = field(default_factory=list)
+    #: Bumped on every change, so the flow's graph is built once per change (see ``FlowcellMagics.graph``).
+    version: int = 0
     _file_seen: tuple[str, float] | None = None
 
     def register(self, kind: str, key: str, cell: CodeCell | StepCell, cell_id: str | None) -> None:
@@ -55,6 +57,7 @@ class CellRegistry:
             kept.append(reg)
         kept.append(Registered(key, kind, cell, cell_id))
         self.cells = kept
+        self.version += 1
 
     def keep_only(self, ids: list[str]) -> list[Registered]:
         """The notebook now holds the cells ``ids``: drop registrations of any other cell; return them."""
@@ -62,6 +65,7 @@ class CellRegistry:
         dropped = [r for r in self.cells if r.cell_id is not None and r.cell_id not in present]
         if dropped:
             self.cells = [r for r in self.cells if r not in dropped]
+            self.version += 1
             if not any(r.kind == "flow" for r in self.cells):
                 self.flow_decorators = []
         return dropped

@@ -298,12 +298,30 @@ def cmd_card(argv: list[str]) -> int:
     parts = args.pathspec.strip("/").split("/")
     task = Step(args.pathspec).task if len(parts) == 3 else Task(args.pathspec)
     cards = get_cards(task, id=args.id)
-    if not cards:
-        raise FlowcellError(f"Task {task.pathspec} has no cards: add @card to its %%step line.")
+    if cards:
+        html_text = cards[0].html
+    elif args.id is None:
+        # No @card on the step: make its default card (the task's artifacts) now, as Metaflow's would show.
+        html_text = _default_card(task)
+        print(f"Task {task.pathspec} has no @card; this is its default card, made now.", file=sys.stderr)
+    else:
+        raise FlowcellError(f"Task {task.pathspec} has no card with id {args.id!r}.")
     target = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="flowcell-card-")) / "card.html"
-    target.write_text(cards[0].html)
+    target.write_text(html_text)
     print(target)
     return 0
+
+
+#: Artifacts larger than this are listed but not loaded for a card made on the spot.
+_CARD_PREVIEW_BYTES = 1_000_000
+
+
+def _default_card(task: Any) -> str:
+    from .cards import MISSING, render_card
+
+    artifacts = [(a.id, a.type, a.size, a.data if a.size <= _CARD_PREVIEW_BYTES else MISSING)
+                 for a in sorted(task.artifacts, key=lambda a: a.id)]
+    return render_card("default", None, task.pathspec, [], artifacts)
 
 
 def cmd_info(argv: list[str]) -> int:

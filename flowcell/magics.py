@@ -17,7 +17,7 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from traitlets import Bool, Int
 
 from .cells import CellRegistry
-from .errors import FlowcellError, NothingToResume, RunFailed, StepFailed
+from .errors import FlowcellError, NothingToResume, RunFailed, RunInterrupted, StepFailed
 from .model import CodeCell, FlowSource, StepCell, parse_flow_line, parse_step_line
 
 @magics_class
@@ -31,6 +31,7 @@ class FlowcellMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.cells = CellRegistry()
+        self._graph_cache: tuple[Any, Any] | None = None
         self._cell_id: str | None = None
         self._runtime: Any = None
         self._notified_decorators: set[str] = set()
@@ -80,6 +81,16 @@ class FlowcellMagics(Magics):
         path = self._notebook_path()
         self.cells.sync_with_file(path)
         return self.cells.flow(path)
+
+    def graph(self, flow: FlowSource | None = None) -> Any:
+        """The flow's graph, built once per change of the registered cells (the hot path of a cell)."""
+        from .graph import build_graph
+
+        flow = flow or self.current_flow()
+        key = (self.cells.version, self.cells.flow_name, flow.path)
+        if self._graph_cache is None or self._graph_cache[0] != key:
+            self._graph_cache = (key, build_graph(flow))
+        return self._graph_cache[1]
 
     def retain_cells(self, ids: list[str]) -> bool:
         """The front end's list of the notebook's cell ids: cells not in it were deleted and leave
@@ -164,7 +175,7 @@ class FlowcellMagics(Magics):
         flow = self.current_flow()
         self.bridge.set_status(step, "running")
         try:
-            result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist,
+            result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist, graph=self.graph(flow),
                                        skip_decorators=skip_decorators,
                                        observer=self._observer(prefix_output=False, live_table=False),
                                        check=False, from_metaflow=from_metaflow, split=split)
@@ -183,7 +194,7 @@ class FlowcellMagics(Magics):
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             self.bridge.set_status(step, "failed")
-            raise UsageError(f"Spin of {step!r} interrupted.") from None
+            raise RunInterrupted(f"Spin of {step!r} interrupted: its tasks were stopped.") from None
         outcome = result.outcome
         self.bridge.set_status(step, result.status)
         if not result.successful or outcome is None:
@@ -219,11 +230,10 @@ class FlowcellMagics(Magics):
 
     def _graph_source(self) -> tuple[str, Any, dict[str, str | None]]:
         """The flow's name, graph and each step's last status, for the graph widget."""
-        from .graph import build_graph
         from .widgets import step_statuses
 
         flow = self.current_flow()
-        graph = build_graph(flow)
+        graph = self.graph(flow)
         statuses = {**step_statuses(flow.name)}
         for name in (self._spinner.session if self._spinner else {}):
             statuses.setdefault(name, "completed")  # the session keeps successful spins only
@@ -398,7 +408,7 @@ class FlowcellMagics(Magics):
             self.bridge.push()
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
-            raise UsageError("Run interrupted: its tasks were stopped and the run was marked failed.") from None
+            raise RunInterrupted("Run interrupted: its tasks were stopped and the run was marked failed.") from None
         run = Run._open(result.pathspec, result.root)
         self.bridge.statuses.clear()  # the run is now every step's latest status
         self.bridge.push()

@@ -22,6 +22,9 @@ class RunState:
     running: dict[str, int] = field(default_factory=dict)
     done: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    #: When each step's first task started and its last task finished (its elapsed time).
+    first_start: dict[str, float] = field(default_factory=dict)
+    last_end: dict[str, float] = field(default_factory=dict)
     errors: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     status: str = "running"
@@ -31,10 +34,12 @@ class RunState:
             self.pathspec, self.steps = p["pathspec"], list(p.get("steps", []))
         elif kind == "task_started":
             self.running[p["step"]] = self.running.get(p["step"], 0) + 1
+            self.first_start.setdefault(p["step"], time.time())
         elif kind == "task_finished":
             self.running[p["step"]] = max(0, self.running.get(p["step"], 0) - 1)
             bucket = self.done if p["status"] == "completed" else self.failed
             bucket[p["step"]] = bucket.get(p["step"], 0) + 1
+            self.last_end[p["step"]] = time.time()
             if p["status"] != "completed" and p.get("error") and not p.get("stopped"):
                 self.errors.append((p["pathspec"], p["error"]))
         elif kind == "run_finished":
@@ -43,6 +48,14 @@ class RunState:
     @property
     def elapsed(self) -> float:
         return time.time() - self.started
+
+    def step_elapsed(self, step: str) -> float | None:
+        """Seconds from the step's first task start to its last task end (or now, while running)."""
+        start = self.first_start.get(step)
+        if start is None:
+            return None
+        end = time.time() if self.running.get(step) else self.last_end.get(step, time.time())
+        return end - start
 
     def totals(self) -> tuple[int, int, int]:
         return sum(self.done.values()), sum(self.running.values()), sum(self.failed.values())

@@ -72,7 +72,7 @@ class RecordedKernel:
         self.messages = messages
         self.code = ""
 
-    async def execute(self, code: str, on_message: Any, timeout: float | None = None) -> None:
+    async def execute(self, code: str, on_message: Any, timeout: float | None = None, **_: Any) -> None:
         self.code = code
         for msg in self.messages:
             on_message(msg)
@@ -232,3 +232,10 @@ def test_json_of_the_result_mime_is_plain(shell: Any) -> None:
     # What the child publishes must survive Jupyter's JSON display channel unchanged.
     result = TaskResult("failed", error=TaskError("E", "v", ["t"], "t", 2))
     assert TaskResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_a_timed_out_task_is_a_step_timeout_error() -> None:
+    from flowcell.errors import StepFailed, StepTimeoutError
+
+    err = StepFailed.of("F/1/a/2", TaskError("StepTimeoutError", "F/1/a/2 ran longer than its @timeout of 1 s"))
+    assert isinstance(err, StepTimeoutError) and isinstance(err, StepFailed)

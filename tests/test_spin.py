@@ -265,7 +265,7 @@ def test_spin_inside_a_foreach_runs_every_split(train_nb: Path) -> None:
     with Runner(train_nb).spin("each") as spin:
         assert spin.successful and len(spin.tasks) == 3
         assert sorted(t.split for t in spin.tasks) == [0, 1, 2]
-        items = sorted(Task(t.pathspec, _root=Path(spin.root))["item"].data for t in spin.tasks)
+        items = sorted(Task(t.pathspec)["item"].data for t in spin.tasks)
         assert items == ["a", "b", "c"]
         assert spin.describe() == f"3 splits, inputs from run {run.pathspec}"
 
@@ -325,7 +325,7 @@ def test_nested_foreach_spins_every_split_and_joins_per_group(tmp_path: Path) ->
         assert len(work.tasks) == 6
     with runner.spin("inner_join") as inner:
         assert len(inner.tasks) == 2
-        got = sorted(Task(t.pathspec, _root=Path(inner.root))["tags"].data for t in inner.tasks)
+        got = sorted(Task(t.pathspec)["tags"].data for t in inner.tasks)
         assert got == [["1a", "1b", "1c"], ["2a", "2b", "2c"]]
     with runner.spin("outer_join") as outer:
         assert outer.task["all"].data == ["1a", "1b", "1c", "2a", "2b", "2c"]

@@ -23,6 +23,13 @@ class Step:
         if not self._records():
             raise NotFoundError(f"Step {pathspec} does not exist (run {self._run.pathspec} has no task of it).")
 
+    @classmethod
+    def _of(cls, run: Run, name: str) -> Step:
+        """Internal factory: a step the store just listed for ``run`` (no query to check it exists)."""
+        step = cls.__new__(cls)
+        step._run, step.id = run, name
+        return step
+
     def _records(self) -> list[TaskRecord]:
         meta, _ = context.stores_for(self._run._root)
         r = self._run._record
@@ -121,7 +128,7 @@ class Run(Recorded):
     def steps(self) -> list[Step]:
         meta, _ = context.stores_for(self._root)
         names = [s for s in meta.steps(self._record.flow, self._record.run_number) if not s.startswith("_")]
-        return [Step(f"{self.pathspec}/{n}", _run=self) for n in reversed(names)]
+        return [Step._of(self, n) for n in reversed(names)]
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps())

@@ -144,6 +144,11 @@ class Task(Recorded):
         task._run_id = run_id
         return task
 
+    @classmethod
+    def _open(cls, pathspec: str, root: str | Path) -> Task:
+        """Internal factory: a task a command just made, in the store at ``root``."""
+        return cls(pathspec, _root=Path(root))
+
     def _artifacts(self) -> dict[str, dict[str, Any]]:
         if self._refs is None:
             meta, _ = context.stores_for(self._root)
@@ -223,7 +228,8 @@ class Task(Recorded):
 
     @property
     def parent_tasks(self) -> list[Task]:
-        return [self._sibling(i) for i in self._record.parents if self._sibling(i)._record.step != "_parameters"]
+        parents = [self._sibling(i) for i in self._record.parents]  # one query per parent
+        return [t for t in parents if t._record.step != "_parameters"]
 
     @property
     def child_tasks(self) -> list[Task]:

@@ -17,28 +17,9 @@ from ..graph import FlowGraph
 from ..model import FlowSource
 from ..store.metadata import MetadataStore, TaskRecord
 from .kernels import KernelPool
-from ..protocol import JoinInput, NodeSpec
+from ..protocol import Frame, JoinInput, NodeSpec
 from .recording import record_outcome, record_stopped
 from .task import EventSink, TaskOutcome, TaskRequest, execute_task
-
-
-@dataclass
-class Frame:
-    """One enclosing split: a static branch (``split``) or a foreach item."""
-
-    kind: str
-    step: str
-    index: int
-    num_splits: int
-    var: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "step": self.step, "index": self.index,
-                "num_splits": self.num_splits, "var": self.var}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Frame:
-        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"))
 
 
 @dataclass

@@ -20,8 +20,8 @@ from .. import config
 from ..client import Task
 from ..client.context import add_spin_store
 from ..errors import FlowcellError, NotFoundError
-from ..graph import build_graph
-from ..lint import prepare
+from ..graph import FlowGraph, build_graph
+from ..lint import lint, prepare
 from ..model import FlowSource
 from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore
@@ -88,7 +88,7 @@ class SpinResult:
         """The spun task (the first split's, for a spin of several), readable with the Client."""
         if self.pathspec is None:
             raise NotFoundError(f"The spin of {self.step} recorded no task.")
-        return Task(self.pathspec, _root=Path(self.root))
+        return Task._open(self.pathspec, self.root)
 
     @property
     def exception(self) -> str | None:
@@ -171,14 +171,19 @@ class Spinner:
         check: bool = True,
         from_metaflow: str | None = None,
         split: int | None = None,
+        graph: FlowGraph | None = None,
     ) -> SpinResult:
         """Run ``step`` (every split of its foreach, unless ``pathspec`` or ``split`` names one).
 
-        ``check=False`` skips whole-flow lint (a flow still being written).
+        ``check=False`` skips whole-flow lint (a flow still being written); ``graph`` is the
+        flow's graph when the caller has it already.
         ``from_metaflow`` (``FLOW/RUN`` or ``FLOW/RUN/STEP/TASK``) takes the inputs from a
         run of the exported flow on Metaflow, read with Metaflow's own client.
         """
-        graph = prepare(flow) if check else build_graph(flow)
+        if graph is None:
+            graph = prepare(flow) if check else build_graph(flow)
+        elif check:
+            lint(graph)
         root = spin_root(flow, persist, self._scratch)
         blobs = BlobStore(root)
         add_spin_store(root)

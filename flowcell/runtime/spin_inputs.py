@@ -18,7 +18,7 @@ from ..errors import FlowcellError, NamespaceMismatch, NotFoundError
 from ..graph import FlowGraph
 from ..model import FlowSource
 from ..options import parse_pathspec
-from ..protocol import JoinInput
+from ..protocol import Frame, JoinInput
 from ..store.blobs import BlobStore
 from ..store.metadata import CRASHED, MetadataStore, RunRecord, TaskRecord
 from ..store.serialize import dump_artifact
@@ -165,9 +165,9 @@ class InputFinder:
                 if graph[p.step].type == "foreach":
                     num = int((p.transition or {}).get("num_splits", 1))
                     var = graph[p.step].foreach_param
-                    out += [self._inputs(meta, graph, step, [p], frames + [
-                        {"kind": "foreach", "step": p.step, "index": i, "num_splits": num, "var": var}],
-                        root, source, label) for i in range(num)]
+                    out += [self._inputs(meta, graph, step, [p],
+                                         frames + [Frame("foreach", p.step, i, num, var).to_json()],
+                                         root, source, label) for i in range(num)]
                 else:
                     out.append(self._inputs(meta, graph, step, [p], frames, root, source, label))
             return out
