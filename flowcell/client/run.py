@@ -253,6 +253,11 @@ class Flow:
         meta, _ = context.stores_for(self._root)
         return [Run._of(r, self._root) for r in meta.runs(self.id, self._ns_tags(tags))]
 
+    def _newest(self, limit: int) -> list[Run]:
+        """Internal: the newest ``limit`` runs of the namespace (``LIMIT`` in SQL, not a list of all)."""
+        meta, _ = context.stores_for(self._root)
+        return [Run._of(r, self._root) for r in meta.runs(self.id, self._ns_tags(()), limit=limit)]
+
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())
 
