@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import FlowcellError, StepFailed
+from .errors import FlowcellError, NothingToResume, StepFailed
 from .cli_output import internal_error, os_error, plain_output
 from .options import output_file, split_params
 from .runtime.signals import Terminated, signals_as_interrupt
@@ -97,9 +98,12 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
         flow = load_flow(args.notebook)
         observer = ConsoleProgress(quiet=args.quiet or args.json)
         if with_step:
-            result = start_resume(runtime, flow, args.step, args.origin_run_id, params, tags=args.tag,
-                                  max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer,
-                                  namespace=args.namespace)
+            try:
+                result = start_resume(runtime, flow, args.step, args.origin_run_id, params, tags=args.tag,
+                                      max_workers=args.max_workers, run_id_file=args.run_id_file,
+                                      observer=observer, namespace=args.namespace)
+            except NothingToResume as exc:
+                raise FlowcellError(exc.advice(f"flowcell resume {shlex.quote(args.notebook)} {exc.step}")) from None
         else:
             result = start_run(runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
                                run_id_file=args.run_id_file, observer=observer, namespace=args.namespace)
@@ -152,6 +156,7 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("--skip-decorators", action="store_true")
     parser.add_argument("--from-metaflow", nargs="?", const="",
                         help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK] (default: the latest)")
+    parser.add_argument("--split", type=int, help="inside a foreach, spin only split N (default: every split)")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout and nothing else")
     parser.add_argument("--namespace", help="find past runs in this namespace (default: yours; '' for all)")
     parser.add_argument("--as-test", metavar="FILE", help="write a pytest file that re-spins the step on these inputs, frozen")
@@ -185,7 +190,7 @@ def cmd_spin(argv: list[str]) -> int:
         spinner.finder.namespace = args.namespace
         result = spinner.spin(flow, step, pathspec, overrides, persist=args.persist,
                               skip_decorators=args.skip_decorators, observer=observer,
-                              from_metaflow=args.from_metaflow)
+                              from_metaflow=args.from_metaflow, split=args.split)
         if args.as_test and result.successful:
             from .freeze import write_spin_test
 
@@ -199,12 +204,14 @@ def cmd_spin(argv: list[str]) -> int:
         _emit_json(result.summary())
     else:
         summary = result.summary()
-        print(f"spin of {step} {result.status} (inputs from {result.inputs_from}); created: "
+        print(f"spin {result.pathspec} {result.status} ({result.describe()}); created: "
               f"{', '.join(summary['created']) or '-'}; changed: {', '.join(summary['changed']) or '-'}",
               file=sys.stderr)
         if not result.successful and result.outcome and result.outcome.error:
+            from .progress import strip_ansi
+
             for line in StepFailed.of(result.pathspec or step, result.outcome.error).traceback:
-                print(line, file=sys.stderr)
+                print(line if sys.stderr.isatty() else strip_ansi(line), file=sys.stderr)
     return 0 if result.successful else 1
 
 
@@ -291,12 +298,30 @@ def cmd_card(argv: list[str]) -> int:
     parts = args.pathspec.strip("/").split("/")
     task = Step(args.pathspec).task if len(parts) == 3 else Task(args.pathspec)
     cards = get_cards(task, id=args.id)
-    if not cards:
-        raise FlowcellError(f"Task {task.pathspec} has no cards: add @card to its %%step line.")
+    if cards:
+        html_text = cards[0].html
+    elif args.id is None:
+        # No @card on the step: make its default card (the task's artifacts) now, as Metaflow's would show.
+        html_text = _default_card(task)
+        print(f"Task {task.pathspec} has no @card; this is its default card, made now.", file=sys.stderr)
+    else:
+        raise FlowcellError(f"Task {task.pathspec} has no card with id {args.id!r}.")
     target = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="flowcell-card-")) / "card.html"
-    target.write_text(cards[0].html)
+    target.write_text(html_text)
     print(target)
     return 0
+
+
+#: Artifacts larger than this are listed but not loaded for a card made on the spot.
+_CARD_PREVIEW_BYTES = 1_000_000
+
+
+def _default_card(task: Any) -> str:
+    from .cards import MISSING, render_card
+
+    artifacts = [(a.id, a.type, a.size, a.data if a.size <= _CARD_PREVIEW_BYTES else MISSING)
+                 for a in sorted(task.artifacts, key=lambda a: a.id)]
+    return render_card("default", None, task.pathspec, [], artifacts)
 
 
 def cmd_info(argv: list[str]) -> int:

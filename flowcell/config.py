@@ -21,6 +21,10 @@ from .errors import InvalidNameError
 STORE_DIR = ".flowcell"
 #: Persisted spins (``--persist``), beside the notebook.
 SPIN_DIR = ".flowcell_spin"
+#: A spin's run id is this prefix and a number (``spin-12``), never a plain integer.
+SPIN_RUN_PREFIX = "spin-"
+#: The system tag of a spin's record in a spin store.
+SPIN_TAG = "spin"
 #: The SQLite file of a store's metadata.
 METADATA_FILE = "metadata.sqlite"
 #: Environment variables flowcell reads.

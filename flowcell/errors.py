@@ -100,12 +100,26 @@ class KernelDiedError(FlowcellError):
     """The child kernel running a task exited (crash, ``os._exit``, out of memory)."""
 
 
-class StepTimeoutError(FlowcellError):
-    """A task ran longer than its ``@timeout`` allows."""
-
-
 class RunInterrupted(FlowcellError):
-    """The user interrupted a run; its tasks were stopped and the run marked failed."""
+    """The user interrupted a run or spin; its tasks were stopped and the run marked failed."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]  # one sentence, no traceback of flowcell's own frames
+
+
+class NothingToResume(FlowcellError):
+    """``resume`` without a step, of a run that did not fail: the message names a step to give.
+
+    ``str()`` shows the Python form; the shell and the notebook use :meth:`advice`
+    with their own syntax, so a message is always in the syntax of where it is read.
+    """
+
+    def __init__(self, run: str, step: str) -> None:
+        self.run, self.step = run, step
+        super().__init__(self.advice(f"Runner(...).resume({step!r})"))
+
+    def advice(self, example: str) -> str:
+        return f"Run {self.run} has no failed step to resume from; name the step to resume from, e.g. {example}."
 
 
 class StepFailed(FlowcellError):
@@ -136,10 +150,15 @@ class StepFailed(FlowcellError):
         if error is None:
             return cls(pathspec, "FlowcellError", "the task failed without reporting an error")
         lines = ([note] if note else []) + list(error.traceback)
-        return cls(pathspec, error.ename, error.evalue, lines, {"line": error.line})
+        kind = StepTimeoutError if error.ename == "StepTimeoutError" else cls
+        return kind(pathspec, error.ename, error.evalue, lines, {"line": error.line})
 
     def _render_traceback_(self) -> list[str]:
         return [f"Step {self.pathspec} failed:", *self.traceback]
+
+
+class StepTimeoutError(StepFailed):
+    """A task ran longer than its ``@timeout`` allows (it was stopped)."""
 
 
 class RunFailed(FlowcellError):

@@ -20,17 +20,8 @@ from .pins import ENV_CHOICES, Environment, base_decorator, flow_environment, re
 from .errors import ExportError, FlowcellError
 from .graph import FlowGraph
 from .lint import prepare
-from .model import CodeCell, FlowSource, StepCell, find_parameters
-
-#: Metaflow 2.19's step decorators (``metaflow.plugins``), importable from ``metaflow``.
-METAFLOW_STEP_DECORATORS = frozenset({
-    "catch", "timeout", "environment", "secrets", "parallel", "retry", "resources", "batch", "kubernetes",
-    "card", "pypi", "conda", "uv",
-})
-METAFLOW_FLOW_DECORATORS = frozenset({
-    "schedule", "project", "trigger", "trigger_on_finish", "pypi_base", "conda_base", "exit_hook",
-})
-
+from .model import (METAFLOW_FLOW_DECORATORS, METAFLOW_STEP_DECORATORS, CodeCell, FlowSource, StepCell,
+                    find_parameters)
 
 def indent(source: str, prefix: str) -> str:
     """Indent code, leaving the continuation lines of multi-line strings untouched."""

@@ -14,7 +14,8 @@ import textwrap
 from pathlib import Path
 
 from .errors import FlowImportError, FlowSyntaxError
-from .model import PARAMETER_KINDS, CodeCell, FlowSource, StepCell, parse_decorator
+from .model import (METAFLOW_FLOW_DECORATORS, METAFLOW_STEP_DECORATORS, PARAMETER_KINDS, CodeCell, FlowSource, StepCell,
+                    parse_decorator)
 
 #: Names ``from metaflow import ...`` that flowcell provides under the same name.
 FLOWCELL_NAMES = frozenset({
@@ -48,8 +49,6 @@ def _rewrite_metaflow_import(node: ast.ImportFrom) -> str | None:
 
 
 def _is_decorator_name(name: str) -> bool:
-    from .export import METAFLOW_FLOW_DECORATORS, METAFLOW_STEP_DECORATORS
-
     return name in METAFLOW_STEP_DECORATORS or name in METAFLOW_FLOW_DECORATORS
 
 

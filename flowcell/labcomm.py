@@ -75,9 +75,8 @@ class LabBridge:
         svg = ""
         if flow.steps:
             try:
-                from .graph import build_graph
-
-                svg = flow_graph_svg(build_graph(flow), {k: (None if v == "never" else v) for k, v in steps.items()})
+                # The magics build the graph once per change of the cells.
+                svg = flow_graph_svg(self.magics.graph(flow), {k: (None if v == "never" else v) for k, v in steps.items()})
             except Exception:  # a step cell that does not parse yet: no picture, still the list
                 svg = ""
         return {"type": "state", "flow": flow.name, "steps": steps, "svg": svg, "runs": self._runs(flow.name),
@@ -89,7 +88,7 @@ class LabBridge:
         from .errors import NotFoundError
 
         try:
-            runs = Flow(flow).runs()[:10]
+            runs = Flow(flow)._newest(10)
         except NotFoundError:
             return []
         return [{"id": r.id, "pathspec": r.pathspec, "status": r.status, "tags": sorted(r.user_tags)} for r in runs]

@@ -192,7 +192,20 @@ def check_ambiguous_joins(graph: FlowGraph) -> None:
 
 
 #: Checks that need a sound graph (known steps, one start) come after the basic ones.
+def check_duplicate_parameters(graph: FlowGraph) -> None:
+    """Two ``Parameter``s of one name (Metaflow refuses the class): name both cells."""
+    seen: dict[str, str] = {}
+    for spec in graph.flow.parameters:
+        for key in dict.fromkeys((spec.name, spec.var)):
+            if key in seen:
+                raise LintError(
+                    f"Parameter {key!r} is defined twice, in {seen[key]} and in {spec.label}; keep one of them "
+                    "(delete the other cell, or rename one parameter).", cell=spec.label)
+            seen[key] = spec.label
+
+
 CHECKS: list[Callable[[FlowGraph], None]] = [
+    check_duplicate_parameters,
     check_reserved_words,
     check_basic_steps,
     check_step_names,

@@ -17,7 +17,7 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from traitlets import Bool, Int
 
 from .cells import CellRegistry
-from .errors import FlowcellError, RunFailed, StepFailed
+from .errors import FlowcellError, NothingToResume, RunFailed, RunInterrupted, StepFailed
 from .model import CodeCell, FlowSource, StepCell, parse_flow_line, parse_step_line
 
 @magics_class
@@ -31,6 +31,7 @@ class FlowcellMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.cells = CellRegistry()
+        self._graph_cache: tuple[Any, Any] | None = None
         self._cell_id: str | None = None
         self._runtime: Any = None
         self._notified_decorators: set[str] = set()
@@ -76,8 +77,25 @@ class FlowcellMagics(Magics):
         return None
 
     def current_flow(self) -> FlowSource:
-        """The flow as registered so far, in the order the cells were run."""
-        return self.cells.flow(self._notebook_path())
+        """The flow as the notebook holds it now, in the order the cells were run."""
+        path = self._notebook_path()
+        self.cells.sync_with_file(path)
+        return self.cells.flow(path)
+
+    def graph(self, flow: FlowSource | None = None) -> Any:
+        """The flow's graph, built once per change of the registered cells (the hot path of a cell)."""
+        from .graph import build_graph
+
+        flow = flow or self.current_flow()
+        key = (self.cells.version, self.cells.flow_name, flow.path)
+        if self._graph_cache is None or self._graph_cache[0] != key:
+            self._graph_cache = (key, build_graph(flow))
+        return self._graph_cache[1]
+
+    def retain_cells(self, ids: list[str]) -> bool:
+        """The front end's list of the notebook's cell ids: cells not in it were deleted and leave
+        the flow.  True when that changed the flow (the caller pushes the new state)."""
+        return bool(self.cells.keep_only(ids))
 
     # -- cell magics ---------------------------------------------------------------
 
@@ -150,17 +168,17 @@ class FlowcellMagics(Magics):
         return self._spinner
 
     def _spin_and_show(self, step: str, pathspec: str | None, artifacts: dict[str, Any], persist: bool,
-                       skip_decorators: bool, auto: bool = False, from_metaflow: str | None = None) -> Any:
+                       skip_decorators: bool, auto: bool = False, from_metaflow: str | None = None,
+                       split: int | None = None) -> Any:
         from .errors import NotFoundError
-        from .progress import NotebookProgress
 
         flow = self.current_flow()
         self.bridge.set_status(step, "running")
         try:
-            result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist,
+            result = self.spinner.spin(flow, step, pathspec, artifacts, persist=persist, graph=self.graph(flow),
                                        skip_decorators=skip_decorators,
                                        observer=self._observer(prefix_output=False, live_table=False),
-                                       check=False, from_metaflow=from_metaflow)
+                                       check=False, from_metaflow=from_metaflow, split=split)
         except NotFoundError as exc:
             self.bridge.statuses.pop(step, None)
             self.bridge.push()
@@ -176,15 +194,20 @@ class FlowcellMagics(Magics):
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             self.bridge.set_status(step, "failed")
-            raise UsageError(f"Spin of {step!r} interrupted.") from None
+            raise RunInterrupted(f"Spin of {step!r} interrupted: its tasks were stopped.") from None
         outcome = result.outcome
         self.bridge.set_status(step, result.status)
         if not result.successful or outcome is None:
             raise StepFailed.of(result.pathspec or step, outcome.error if outcome else None,
-                                f"(inputs from {result.inputs_from})")
-        from .widgets.artifacts import spin_headline
-
-        print(spin_headline(result) + ".")
+                                f"({result.describe()})")
+        parts = []
+        for label, names in (("created", outcome.created), ("changed", outcome.changed),
+                             ("deleted", outcome.deleted)):
+            if names:
+                parts.append(f"{label} {', '.join(names)}")
+        took = max(t.outcome.duration for t in result.tasks)
+        print(f"Spun {step!r} in {took * 1000:.0f} ms, {result.describe()}"
+              f"{': ' + '; '.join(parts) if parts else ''}.")
         self._show_task(result.task, outcome.created, outcome.changed)
         self._redraw_graph()
         return result
@@ -207,11 +230,10 @@ class FlowcellMagics(Magics):
 
     def _graph_source(self) -> tuple[str, Any, dict[str, str | None]]:
         """The flow's name, graph and each step's last status, for the graph widget."""
-        from .graph import build_graph
         from .widgets import step_statuses
 
         flow = self.current_flow()
-        graph = build_graph(flow)
+        graph = self.graph(flow)
         statuses = {**step_statuses(flow.name)}
         for name in (self._spinner.session if self._spinner else {}):
             statuses.setdefault(name, "completed")  # the session keeps successful spins only
@@ -260,8 +282,13 @@ class FlowcellMagics(Magics):
             raise UsageError(str(exc)) from None
 
     @line_magic
-    def spin(self, line: str) -> Any:
-        """%spin [STEP] PATHSPEC [--artifacts-module FILE] [--artifacts DICT] [--persist] [--skip-decorators]"""
+    def spin(self, line: str) -> None:
+        """%spin [STEP] PATHSPEC [--split N] [--artifacts-module FILE] [--artifacts DICT] [--persist] [--skip-decorators]
+
+        Inside a foreach every split runs, unless a task pathspec or ``--split N`` names one.
+        The cell shows the spun task once (its artifacts and cards); the Client reads it
+        by the pathspec printed, e.g. ``Task("Flow/spin-3/train/1")``.
+        """
         import argparse
 
         from .options import spin_overrides, spin_target
@@ -275,10 +302,11 @@ class FlowcellMagics(Magics):
         parser.add_argument("--from-metaflow", nargs="?", const="")
         parser.add_argument("--as-test")
         parser.add_argument("--expect", action="append")
+        parser.add_argument("--split", type=int)
         try:
             args = parser.parse_args(shlex.split(line))
         except (argparse.ArgumentError, SystemExit) as exc:
-            raise UsageError(f"%spin: {exc}. Usage: %spin STEP or %spin RUN/STEP[/TASK] [--persist] ...") from None
+            raise UsageError(f"%spin: {exc}. Usage: %spin STEP or %spin RUN/STEP[/TASK] [--split N] [--persist] ...") from None
         flow = self.current_flow()
         try:
             step, pathspec = spin_target(flow.name, args.target)
@@ -289,8 +317,8 @@ class FlowcellMagics(Magics):
                 args.from_metaflow = latest_metaflow_run(flow.name, flow.path)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        result = self._spin_and_show(step, pathspec, overrides, args.persist,
-                                     args.skip_decorators, from_metaflow=args.from_metaflow)
+        result = self._spin_and_show(step, pathspec, overrides, args.persist, args.skip_decorators,
+                                     from_metaflow=args.from_metaflow, split=args.split)
         if args.as_test:
             from .freeze import write_spin_test
 
@@ -300,7 +328,6 @@ class FlowcellMagics(Magics):
             except FlowcellError as exc:
                 raise UsageError(str(exc)) from None
             print(f"Wrote {written}: it re-spins {result.step!r} on these inputs, frozen in {written.stem}_inputs/.")
-        return result
 
     def _parse_run_line(self, prog: str, line: str, with_step: bool) -> tuple[dict[str, str], Any]:
         """``--PARAM VALUE`` pairs and the known options of %run_flow / %resume."""
@@ -331,9 +358,16 @@ class FlowcellMagics(Magics):
         from .runtime.runs import start_resume
 
         params, args = self._parse_run_line("%resume", line, with_step=True)
-        return self._finish_run(lambda observer: start_resume(
-            self.runtime, self.current_flow(), args.step, args.origin_run_id, params, tags=args.tag,
-            max_workers=args.max_workers, run_id_file=args.run_id_file, observer=observer))
+
+        def start(observer: Any) -> Any:
+            try:
+                return start_resume(self.runtime, self.current_flow(), args.step, args.origin_run_id, params,
+                                    tags=args.tag, max_workers=args.max_workers, run_id_file=args.run_id_file,
+                                    observer=observer)
+            except NothingToResume as exc:
+                raise FlowcellError(exc.advice(f"%resume {exc.step}")) from None
+
+        return self._finish_run(start)
 
     # -- line magics ---------------------------------------------------------------
 
@@ -374,7 +408,7 @@ class FlowcellMagics(Magics):
             self.bridge.push()
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
-            raise UsageError("Run interrupted: its tasks were stopped and the run was marked failed.") from None
+            raise RunInterrupted("Run interrupted: its tasks were stopped and the run was marked failed.") from None
         run = Run._open(result.pathspec, result.root)
         self.bridge.statuses.clear()  # the run is now every step's latest status
         self.bridge.push()
@@ -460,6 +494,8 @@ class FlowcellMagics(Magics):
 
             flow = self.current_flow()
             print(f"flow {flow.name}: {len(flow.code_cells)} %%flow cell(s), steps: {', '.join(flow.steps) or 'none'}")
+            for line in self.cells.describe():
+                print(f"  {line}")
             print(f"store: {config.find_store_root(flow.path)} ({config.root_reason(flow.path)})")
             return
         raise UsageError("Usage: %flowcell autospin on|off, or %flowcell status")

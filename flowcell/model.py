@@ -18,8 +18,16 @@ from typing import Any
 
 from .errors import FlowSyntaxError, InvalidNameError
 
-#: Decorators that change how a task runs locally; any other is passed through.
+#: Decorators flowcell honours when it runs a step; every other one is recorded and exported.
 LOCAL_DECORATORS = frozenset({"retry", "catch", "timeout", "card", "environment"})
+#: Metaflow 2.19's step decorators (``metaflow.plugins``), importable from ``metaflow``.
+METAFLOW_STEP_DECORATORS = frozenset({
+    "catch", "timeout", "environment", "secrets", "parallel", "retry", "resources", "batch", "kubernetes",
+    "card", "pypi", "conda", "uv",
+})
+METAFLOW_FLOW_DECORATORS = frozenset({
+    "schedule", "project", "trigger", "trigger_on_finish", "pypi_base", "conda_base", "exit_hook",
+})
 PARAMETER_KINDS = ("Parameter", "IncludeFile", "Config")
 #: Decorator arguments flowcell acts on before a task runs: these must be literals.
 LOCAL_LITERAL_ARGS: dict[str, frozenset[str]] = {

@@ -78,9 +78,22 @@ def load_artifacts_module(path: str) -> dict[str, Any]:
 def parse_artifacts_expr(text: str, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
     """``--artifacts "{'k': 15}"``: a dict expression (evaluated in ``namespace`` if given)."""
     try:
-        value = eval(text, dict(namespace or {})) if namespace is not None else ast.literal_eval(text)
-    except Exception as exc:
-        raise FlowcellError(f"--artifacts {text!r} could not be evaluated: {type(exc).__name__}: {exc}") from None
+        tree = ast.parse(text.strip(), "<--artifacts>", mode="eval")
+    except SyntaxError as exc:
+        raise FlowcellError(f"--artifacts {text!r} is not a Python expression ({exc.msg}); "
+                            "write a dict such as \"{'k': 15}\".") from None
+    if namespace is None:
+        try:
+            value = ast.literal_eval(tree)
+        except (ValueError, TypeError):
+            raise FlowcellError(
+                f"--artifacts {text!r} is not a literal: from a shell it takes plain values such as "
+                "\"{'k': 15}\"; put computed values in a file and pass --artifacts-module FILE.") from None
+    else:
+        try:
+            value = eval(compile(tree, "<--artifacts>", "eval"), dict(namespace))
+        except Exception as exc:
+            raise FlowcellError(f"--artifacts {text!r} could not be evaluated: {type(exc).__name__}: {exc}") from None
     if not isinstance(value, dict):
         raise FlowcellError(f"--artifacts must be a dict expression such as \"{{'k': 15}}\", not {type(value).__name__}.")
     return value

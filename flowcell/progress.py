@@ -6,6 +6,7 @@ Both consume the runtime's events: ``run_started``, ``task_started``, ``stream``
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ class RunState:
     running: dict[str, int] = field(default_factory=dict)
     done: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    #: When each step's first task started and its last task finished (its elapsed time).
+    first_start: dict[str, float] = field(default_factory=dict)
+    last_end: dict[str, float] = field(default_factory=dict)
     errors: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     status: str = "running"
@@ -30,10 +34,12 @@ class RunState:
             self.pathspec, self.steps = p["pathspec"], list(p.get("steps", []))
         elif kind == "task_started":
             self.running[p["step"]] = self.running.get(p["step"], 0) + 1
+            self.first_start.setdefault(p["step"], time.time())
         elif kind == "task_finished":
             self.running[p["step"]] = max(0, self.running.get(p["step"], 0) - 1)
             bucket = self.done if p["status"] == "completed" else self.failed
             bucket[p["step"]] = bucket.get(p["step"], 0) + 1
+            self.last_end[p["step"]] = time.time()
             if p["status"] != "completed" and p.get("error") and not p.get("stopped"):
                 self.errors.append((p["pathspec"], p["error"]))
         elif kind == "run_finished":
@@ -42,6 +48,14 @@ class RunState:
     @property
     def elapsed(self) -> float:
         return time.time() - self.started
+
+    def step_elapsed(self, step: str) -> float | None:
+        """Seconds from the step's first task start to its last task end (or now, while running)."""
+        start = self.first_start.get(step)
+        if start is None:
+            return None
+        end = time.time() if self.running.get(step) else self.last_end.get(step, time.time())
+        return end - start
 
     def totals(self) -> tuple[int, int, int]:
         return sum(self.done.values()), sum(self.running.values()), sum(self.failed.values())
@@ -107,6 +121,8 @@ class ConsoleProgress:
 
     def _write(self, line: str, target: IO[str] | None = None) -> None:
         target = target or self.stream
+        if not _is_tty(target):
+            line = strip_ansi(line)  # a log file gets plain text, not colour escapes
         if self._bar is not None:
             self._bar.write(line, file=target)  # clears and redraws the bar around the line
         else:
@@ -163,3 +179,19 @@ class NotebookProgress:
                 # The saved notebook (nbconvert, GitHub) keeps the final table, not the first.
                 if self._handle is not None:
                     self._handle.update(self.live)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour escapes (IPython colours the child's tracebacks)."""
+    return _ANSI.sub("", text)
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False

@@ -23,6 +23,28 @@ RefJSON = dict[str, Any]
 
 
 @dataclass
+class Frame:
+    """One enclosing split of a task: a static branch (``split``) or a foreach item.
+
+    Stored with every task (its stack) and sent to the child as JSON (foreach frames only).
+    """
+
+    kind: str
+    step: str
+    index: int
+    num_splits: int
+    var: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "step": self.step, "index": self.index,
+                "num_splits": self.num_splits, "var": self.var}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Frame:
+        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"))
+
+
+@dataclass
 class CellCode:
     """Source of one cell as the child compiles it, with the cell's own line numbers."""
 

@@ -104,8 +104,12 @@ class Runner:
 
     def spin(self, pathspec: str, artifacts: dict[str, Any] | None = None, persist: bool = False,
              skip_decorators: bool = False, artifacts_module: str | None = None,
-             from_metaflow: str | None = None) -> _Result[Any]:
-        """Spin one step; ``pathspec`` is ``STEP`` or any of Metaflow's longer forms."""
+             from_metaflow: str | None = None, split: int | None = None) -> _Result[Any]:
+        """Spin one step; ``pathspec`` is ``STEP`` or any of Metaflow's longer forms.
+
+        Inside a foreach every split runs (``.tasks``; ``.task`` is the first) unless
+        ``pathspec`` names a task or ``split`` an index.
+        """
         from .options import spin_overrides, spin_target
         from .runtime.spin import Spinner
 
@@ -114,5 +118,6 @@ class Runner:
         step, target = spin_target(self.flow.name, [pathspec])
         overrides = spin_overrides(artifacts_module, artifacts)
         result = self._spinner.spin(self.flow, step, target, overrides,
-                                    persist=persist, skip_decorators=skip_decorators, from_metaflow=from_metaflow)
+                                    persist=persist, skip_decorators=skip_decorators, from_metaflow=from_metaflow,
+                                    split=split)
         return _Result(result)

@@ -66,4 +66,4 @@ def run(runtime: Any, text: str, params: dict[str, Any] | None = None, **kwargs:
     events: list[tuple[str, dict[str, Any]]] = []
     result = start_run(runtime, make_flow(text, kwargs.pop("name", "TestFlow")), params or {},
                        observer=lambda k, p: events.append((k, p)), **kwargs)
-    return result, Run(result.pathspec, _check_namespace=False), events
+    return result, Run._open(result.pathspec, result.root), events

@@ -20,28 +20,48 @@ SIMPLE = "%%step start\nself.x = 1\nself.next(self.a, self.b)\n%%step a\nself.y 
          "self.next(self.end)\n%%step end\npass"
 
 
-def test_navigation_and_properties(runtime: Any) -> None:
-    result, r, _ = run(runtime, SIMPLE, tags=["exp"])
+@pytest.fixture
+def simple(runtime: Any) -> Run:
+    """A run of SIMPLE (a static branch and its join) tagged 'exp'."""
+    _, r, _ = run(runtime, SIMPLE, tags=["exp"])
+    return r
+
+
+def test_flow_finds_its_latest_runs_and_a_run_lists_steps_newest_first(simple: Run) -> None:
     flow = Flow("TestFlow")
-    assert flow.latest_run.pathspec == r.pathspec == flow.latest_successful_run.pathspec
-    assert [s.id for s in r.steps()] == ["end", "j", "b", "a", "start"]
-    task = Task(f"{r.pathspec}/start/{r['start'].task.id}")
+    assert flow.latest_run.pathspec == simple.pathspec == flow.latest_successful_run.pathspec
+    assert [s.id for s in simple.steps()] == ["end", "j", "b", "a", "start"]
+    assert Step(f"{simple.pathspec}/a").task.data.y == "a"
+
+
+def test_task_artifacts_by_attribute_item_and_membership(simple: Run) -> None:
+    task = Task(f"{simple.pathspec}/start/{simple['start'].task.id}")
     assert task.data.x == 1 and task["x"].data == 1 and "x" in task and "nope" not in task
     art = task["x"]
     assert isinstance(art, DataArtifact) and art.size > 0 and len(art.sha) == 64 and art.type == "builtins.int"
-    assert {t.pathspec for t in task.child_tasks} == {r["a"].task.pathspec, r["b"].task.pathspec}
-    join = r["j"].task
-    assert {t.id for t in join.parent_tasks} == {r["a"].task.id, r["b"].task.id}
+    assert task.finished and task.successful
+
+
+def test_parent_and_child_tasks(simple: Run) -> None:
+    start = simple["start"].task
+    assert {t.pathspec for t in start.child_tasks} == {simple["a"].task.pathspec, simple["b"].task.pathspec}
+    join = simple["j"].task
+    assert {t.id for t in join.parent_tasks} == {simple["a"].task.id, simple["b"].task.id}
     assert join.data.ys == ["a", "b"]
-    assert r.finished_at >= r.created_at and task.finished and task.successful
-    assert Step(f"{r.pathspec}/a").task.data.y == "a"
-    assert r.tags >= {"exp", "user:tester", "runtime:flowcell"} and r.user_tags == {"exp"}
-    assert any(t.startswith("python_version:") for t in r.system_tags)
-    assert any(t.startswith("flowcell_version:") for t in r.system_tags)
-    # Objects pickle and print usefully.
+
+
+def test_run_timestamps_and_tags(simple: Run) -> None:
+    assert simple.finished_at >= simple.created_at
+    assert simple.tags >= {"exp", "user:tester", "runtime:flowcell"} and simple.user_tags == {"exp"}
+    assert any(t.startswith("python_version:") for t in simple.system_tags)
+    assert any(t.startswith("flowcell_version:") for t in simple.system_tags)
+
+
+def test_client_objects_pickle_and_print_as_their_pathspec(simple: Run) -> None:
+    task = simple["start"].task
     again = pickle.loads(pickle.dumps(task))
     assert again.data.x == 1 and repr(again) == f"Task('{task.pathspec}')"
-    assert pickle.loads(pickle.dumps(r)).pathspec == r.pathspec
+    assert pickle.loads(pickle.dumps(simple)).pathspec == simple.pathspec
 
 
 @pytest.mark.parametrize("bad", ["TestFlow", "TestFlow/x", "TestFlow/1/start/1/extra", "", "/"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,27 +120,37 @@ pass
     assert sorted(t.index for t in inner) == [0, 0, 1, 1, 2, 2]
 
 
-def test_foreach_runs_concurrently(runtime: Any) -> None:
-    result, r, _ = run(runtime, """
+def test_foreach_runs_concurrently(runtime: Any, tmp_path: Path) -> None:
+    # A barrier, not a stopwatch: each split announces itself, then waits for the other.
+    # Run one after the other, the first split would wait in vain and fail.
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    result, r, events = run(runtime, f"""
 %%flow ParFlow
-import time
+import pathlib, time
+BARRIER = pathlib.Path({str(barrier)!r})
 %%step start
 self.items = [0, 1]
 self.next(self.work, foreach="items")
 %%step work
-self.t0 = time.time()
-time.sleep(1.0)
-self.t1 = time.time()
+(BARRIER / str(self.input)).touch()
+other = BARRIER / str(1 - self.input)
+for _ in range(1200):
+    if other.exists():
+        break
+    time.sleep(0.05)
+self.saw_other = other.exists()
 self.next(self.join)
 %%step join(inputs)
-self.spans = sorted((i.t0, i.t1) for i in inputs)
+self.saw = [i.saw_other for i in inputs]
 self.next(self.end)
 %%step end
 pass
 """, name="ParFlow", max_workers=2)
     assert result.status == "completed", result.failures
-    (a0, a1), (b0, b1) = r.data.spans
-    assert b0 < a1, "the two foreach tasks should overlap in time"
+    assert r.data.saw == [True, True]
+    order = [(k, p["step"]) for k, p in events if k in ("task_started", "task_finished") and p["step"] == "work"]
+    assert order[:2] == [("task_started", "work"), ("task_started", "work")], order
 
 
 def test_conditional_switch(runtime: Any) -> None:

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from flowcell import Runner
-from flowcell.client import Flow, Run, inspect_spin
+from flowcell.client import Flow, Run, Task, inspect_spin
 from flowcell.errors import FlowcellError, NamespaceMismatch, NotFoundError
 
 TRAIN = [
@@ -255,3 +255,95 @@ def test_notebook_written_cell_by_cell_with_autospin(tmp_path: Path) -> None:
     assert "Registered step 'other'" in out[5] and "Spun" not in out[5]
     assert "training with k = 42" in out[7]
     assert not (tmp_path / ".flowcell").exists(), "spins record no run"
+
+
+# -- issue 11.2: spins inside a foreach run every split; joins get complete sets ------------
+
+def test_spin_inside_a_foreach_runs_every_split(train_nb: Path) -> None:
+    with Runner(train_nb).run() as running:
+        run = running.run
+    with Runner(train_nb).spin("each") as spin:
+        assert spin.successful and len(spin.tasks) == 3
+        assert sorted(t.split for t in spin.tasks) == [0, 1, 2]
+        items = sorted(Task(t.pathspec)["item"].data for t in spin.tasks)
+        assert items == ["a", "b", "c"]
+        assert spin.describe() == f"3 splits, inputs from run {run.pathspec}"
+
+
+def test_split_option_and_task_pathspec_name_one_split(train_nb: Path) -> None:
+    with Runner(train_nb).run() as running:
+        run = running.run
+    with Runner(train_nb).spin("each", split=2) as spin:
+        assert len(spin.tasks) == 1 and spin.task["item"].data == "c"
+    with pytest.raises(NotFoundError, match="has no split 7 here; its splits are 0, 1, 2"):
+        Runner(train_nb).spin("each", split=7)
+    first = sorted(run["each"].tasks(), key=lambda t: t.index)[0]
+    with Runner(train_nb).spin(f"{run.id}/each/{first.id}") as spin:
+        assert len(spin.tasks) == 1 and spin.task["item"].data == "a"
+
+
+def test_join_after_a_spun_foreach_gets_all_splits_of_that_spin(train_nb: Path) -> None:
+    runner = Runner(train_nb)
+    with runner.run():
+        pass
+    with runner.spin("each", artifacts={"items": ["x", "y", "z"]}) as each:
+        assert len(each.tasks) == 3
+    with runner.spin("gather") as gather:
+        assert gather.task["items_seen"].data == ["a", "b", "c"]  # self.input comes from the fan, not items
+        assert gather.describe() == f"3 inputs from spin {each.run_id} of each"
+        assert gather.run_id.startswith("spin-") and gather.pathspec.startswith(f"TrainFlow/{gather.run_id}/gather/")
+
+
+def test_join_never_mixes_a_partial_spin_with_a_run(train_nb: Path) -> None:
+    runner = Runner(train_nb)
+    with runner.run() as running:
+        run = running.run
+    with runner.spin("each", split=1):
+        pass
+    with runner.spin("gather") as gather:
+        assert gather.task["items_seen"].data == ["a", "b", "c"]
+        assert gather.describe() == (f"3 inputs from {run['gather'].task.pathspec} "
+                                     f"(the spin spin-1 of each has 1 of 3 inputs; using run {run.pathspec})")
+
+
+NESTED = [
+    "%%flow NestFlow",
+    "%%step start\nself.outer = [1, 2]\nself.next(self.fan, foreach='outer')",
+    "%%step fan\nself.o = self.input\nself.inner = ['a', 'b', 'c']\nself.next(self.work, foreach='inner')",
+    "%%step work\nself.tag = f'{self.o}{self.input}'\nself.next(self.inner_join)",
+    "%%step inner_join(inputs)\nself.tags = [i.tag for i in inputs]\nself.next(self.outer_join)",
+    "%%step outer_join(inputs)\nself.all = [t for i in inputs for t in i.tags]\nself.next(self.end)",
+    "%%step end\npass",
+]
+
+
+def test_nested_foreach_spins_every_split_and_joins_per_group(tmp_path: Path) -> None:
+    runner = Runner(write_notebook(tmp_path / "nest.ipynb", NESTED))
+    with runner.run() as running:
+        assert running.successful
+    with runner.spin("work") as work:
+        assert len(work.tasks) == 6
+    with runner.spin("inner_join") as inner:
+        assert len(inner.tasks) == 2
+        got = sorted(Task(t.pathspec)["tags"].data for t in inner.tasks)
+        assert got == [["1a", "1b", "1c"], ["2a", "2b", "2c"]]
+    with runner.spin("outer_join") as outer:
+        assert outer.task["all"].data == ["1a", "1b", "1c", "2a", "2b", "2c"]
+        assert outer.describe().startswith(f"2 inputs from spin {inner.run_id} of inner_join")
+
+
+# -- issue 11.5: spin ids look like spin-12 and are accepted wherever a pathspec is ------------
+
+def test_spin_pathspecs_are_recognisable_and_readable(train_nb: Path) -> None:
+    runner = Runner(train_nb)
+    with runner.run():
+        pass
+    with runner.spin("train") as spin:
+        assert spin.run_id.startswith("spin-")
+        assert spin.pathspec == f"TrainFlow/{spin.run_id}/train/{spin.task.id}"
+        # The Client finds it by that pathspec, and so does a later spin.
+        assert Task(spin.pathspec)["model"].data == "kmeans-3-tiny"
+        assert Run(f"TrainFlow/{spin.run_id}").id == spin.run_id
+    with runner.spin(f"{spin.run_id}/train") as again:
+        assert again.successful and again.inputs_from == spin.pathspec
+    assert Flow("TrainFlow").latest_run.id == "1"

@@ -18,12 +18,22 @@ from ..store.metadata import MetadataStore, RunRecord
 _UNSET: Any = object()
 _state: dict[str, Any] = {"namespace": _UNSET, "root": None}
 _stores: dict[Path, tuple[MetadataStore, BlobStore]] = {}
+#: Spin stores of this process (a notebook's scratch spins), searched for ``spin-N`` run ids.
+_spin_roots: list[Path] = []
 
 
 def reset() -> None:
     """Forget the namespace, the store and open connections (tests, and ``--root``)."""
     _state.update(namespace=_UNSET, root=None)
     _stores.clear()
+    _spin_roots.clear()
+
+
+def add_spin_store(root: str | Path) -> None:
+    """Let the Client find the spins recorded at ``root`` by their ``spin-N`` ids."""
+    path = Path(root)
+    if path not in _spin_roots:
+        _spin_roots.insert(0, path)
 
 
 def use_store(root: str | Path | None, ns: str | None | Any = _UNSET) -> None:
@@ -92,17 +102,37 @@ def parse(pathspec: str, parts: int, kind: str) -> list[str]:
 
 
 def run_number(text: str, pathspec: str) -> int:
+    """The number behind a run id: ``3``, or ``spin-12`` for a spin (in a spin store)."""
+    number = text[len(config.SPIN_RUN_PREFIX):] if text.startswith(config.SPIN_RUN_PREFIX) else text
     try:
-        return int(text)
+        return int(number)
     except ValueError:
-        raise NotFoundError(f"{pathspec!r}: run ids are integers, not {text!r}.") from None
+        raise NotFoundError(f"{pathspec!r}: run ids are integers (or spin-N for a spin), not {text!r}.") from None
 
 
-def find_run(flow: str, run: str, root: Path, check_namespace: bool = True) -> RunRecord:
-    """The record of run ``flow/run`` in the store at ``root``, checked against the namespace."""
+def run_id(record: RunRecord) -> str:
+    """A run's id as users see it: ``3``, or ``spin-12`` for a spin."""
+    spin = config.SPIN_TAG in record.system_tags
+    return f"{config.SPIN_RUN_PREFIX}{record.run_number}" if spin else str(record.run_number)
+
+
+def _spin_stores(root: Path) -> list[Path]:
+    persisted = config.spin_dir()
+    return [r for r in dict.fromkeys([root, *_spin_roots, persisted]) if config.has_store(r)]
+
+
+def find_run(flow: str, run: str, root: Path, check_namespace: bool = True) -> tuple[RunRecord, Path]:
+    """Run ``flow/run`` and the store holding it (a ``spin-N`` id is looked up among the spin stores)."""
     pathspec = f"{flow}/{run}"
-    meta, _ = stores_for(root)
-    record = meta.get_run(flow, run_number(run, pathspec))
+    number = run_number(run, pathspec)
+    record = None
+    for where in (_spin_stores(root) if run.startswith(config.SPIN_RUN_PREFIX) else [root]):
+        meta, _ = stores_for(where)
+        record = meta.get_run(flow, number)
+        if record is not None and run_id(record) == run:
+            root = where
+            break
+        record = None
     if record is None:
         raise NotFoundError(f"Run {pathspec} does not exist.")
     if check_namespace and not in_namespace(record):
@@ -110,4 +140,4 @@ def find_run(flow: str, run: str, root: Path, check_namespace: bool = True) -> R
             f"Run {pathspec} is not in the current namespace {get_namespace()!r}; switch with "
             f"namespace(None) (all runs) or namespace('user:{record.user}')."
         )
-    return record
+    return record, root

@@ -23,6 +23,13 @@ class Step:
         if not self._records():
             raise NotFoundError(f"Step {pathspec} does not exist (run {self._run.pathspec} has no task of it).")
 
+    @classmethod
+    def _of(cls, run: Run, name: str) -> Step:
+        """Internal factory: a step the store just listed for ``run`` (no query to check it exists)."""
+        step = cls.__new__(cls)
+        step._run, step.id = run, name
+        return step
+
     def _records(self) -> list[TaskRecord]:
         meta, _ = context.stores_for(self._run._root)
         r = self._run._record
@@ -33,7 +40,7 @@ class Step:
         return f"{self._run.pathspec}/{self.id}"
 
     def tasks(self) -> list[Task]:
-        return [Task._of(r, self._run._root) for r in reversed(self._records())]
+        return [Task._of(r, self._run._root, self._run.id) for r in reversed(self._records())]
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks())
@@ -78,12 +85,12 @@ class Step:
     @property
     def task(self) -> Task:
         records = self._records()
-        return Task._of(records[0], self._run._root)
+        return Task._of(records[0], self._run._root, self._run.id)
 
     def __getitem__(self, task_id: str | int) -> Task:
         for t in self._records():
             if str(t.task_id) == str(task_id):
-                return Task._of(t, self._run._root)
+                return Task._of(t, self._run._root, self._run.id)
         raise NotFoundError(f"Task {self.pathspec}/{task_id} does not exist.")
 
     def __repr__(self) -> str:
@@ -100,7 +107,7 @@ class Run(Recorded):
         self._root = _root or context.current_root()
         if _record is None:
             flow, run = context.parse(pathspec, 2, "Run")
-            _record = context.find_run(flow, run, self._root, _check_namespace)
+            _record, self._root = context.find_run(flow, run, self._root, _check_namespace)
         self._record = _record
 
     @classmethod
@@ -115,16 +122,17 @@ class Run(Recorded):
 
     @property
     def id(self) -> str:
-        return str(self._record.run_number)
+        """``3``, or ``spin-12`` for a spin read through ``inspect_spin``."""
+        return context.run_id(self._record)
 
     @property
     def pathspec(self) -> str:
-        return self._record.pathspec
+        return f"{self._record.flow}/{self.id}"
 
     def steps(self) -> list[Step]:
         meta, _ = context.stores_for(self._root)
         names = [s for s in meta.steps(self._record.flow, self._record.run_number) if not s.startswith("_")]
-        return [Step(f"{self.pathspec}/{n}", _run=self) for n in reversed(names)]
+        return [Step._of(self, n) for n in reversed(names)]
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps())
@@ -248,6 +256,11 @@ class Flow:
     def runs(self, *tags: str) -> list[Run]:
         meta, _ = context.stores_for(self._root)
         return [Run._of(r, self._root) for r in meta.runs(self.id, self._ns_tags(tags))]
+
+    def _newest(self, limit: int) -> list[Run]:
+        """Internal: the newest ``limit`` runs of the namespace (``LIMIT`` in SQL, not a list of all)."""
+        meta, _ = context.stores_for(self._root)
+        return [Run._of(r, self._root) for r in meta.runs(self.id, self._ns_tags(()), limit=limit)]
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())

@@ -121,9 +121,11 @@ class Task(Recorded):
     def __init__(self, pathspec: str, _record: TaskRecord | None = None, _root: Path | None = None,
                  _namespace_check: bool = True) -> None:
         self._root = _root or context.current_root()
+        self._run_id: str | None = None
         if _record is None:
             flow, run, step, task = context.parse(pathspec, 4, "Task")
-            run_record = context.find_run(flow, run, self._root, _namespace_check)
+            run_record, self._root = context.find_run(flow, run, self._root, _namespace_check)
+            self._run_id = context.run_id(run_record)
             meta, _ = context.stores_for(self._root)
             try:
                 task_id = int(task)
@@ -136,9 +138,16 @@ class Task(Recorded):
         self._refs: dict[str, dict[str, Any]] | None = None
 
     @classmethod
-    def _of(cls, record: TaskRecord, root: Path) -> Task:
+    def _of(cls, record: TaskRecord, root: Path, run_id: str | None = None) -> Task:
         """Internal factory: a Task for a record already read from the store at ``root``."""
-        return cls(record.pathspec, _record=record, _root=root)
+        task = cls(record.pathspec, _record=record, _root=root)
+        task._run_id = run_id
+        return task
+
+    @classmethod
+    def _open(cls, pathspec: str, root: str | Path) -> Task:
+        """Internal factory: a task a command just made, in the store at ``root``."""
+        return cls(pathspec, _root=Path(root))
 
     def _artifacts(self) -> dict[str, dict[str, Any]]:
         if self._refs is None:
@@ -153,7 +162,12 @@ class Task(Recorded):
 
     @property
     def pathspec(self) -> str:
-        return self._record.pathspec
+        if self._run_id is None:
+            meta, _ = context.stores_for(self._root)
+            run = meta.get_run(self._record.flow, self._record.run_number)
+            self._run_id = context.run_id(run) if run else str(self._record.run_number)
+        r = self._record
+        return f"{r.flow}/{self._run_id}/{r.step}/{r.task_id}"
 
     @property
     def data(self) -> _Data:
@@ -210,17 +224,19 @@ class Task(Recorded):
         rec = meta.get_task(self._record.flow, self._record.run_number, task_id)
         if rec is None:
             raise NotFoundError(f"Task {task_id} of {self._record.flow}/{self._record.run_number} is missing.")
-        return Task._of(rec, self._root)
+        return Task._of(rec, self._root, self._run_id)
 
     @property
     def parent_tasks(self) -> list[Task]:
-        return [self._sibling(i) for i in self._record.parents if self._sibling(i)._record.step != "_parameters"]
+        parents = [self._sibling(i) for i in self._record.parents]  # one query per parent
+        return [t for t in parents if t._record.step != "_parameters"]
 
     @property
     def child_tasks(self) -> list[Task]:
         meta, _ = context.stores_for(self._root)
         r = self._record
-        return [Task._of(t, self._root) for t in meta.tasks(r.flow, r.run_number) if r.task_id in t.parents]
+        return [Task._of(t, self._root, self._run_id) for t in meta.tasks(r.flow, r.run_number)
+                if r.task_id in t.parents]
 
     # -- Metaflow's Task API beyond flowcell's own (issue 13) ------------------------
 

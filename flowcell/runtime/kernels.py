@@ -293,8 +293,11 @@ class KernelPool:
 
     async def shutdown(self) -> None:
         self._closed = True
-        for task in list(self._starting):
+        starting = list(self._starting)
+        for task in starting:
             task.cancel()
+        # Wait for the cancellations, or asyncio reports "Task was destroyed but it is pending".
+        await asyncio.gather(*starting, return_exceptions=True)
         kernels = self._idle + list(self._busy)
         self._idle, self._busy = [], set()
         await asyncio.gather(*(k.shutdown(now=True) for k in kernels), return_exceptions=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import parameters as params_mod
 from ..config import check_tags, default_namespace, find_store_root, has_store, system_tags, username
-from ..errors import FlowcellError
+from ..errors import FlowcellError, NothingToResume
 from ..graph import FlowGraph
 from ..lint import prepare
 from ..model import FlowSource
@@ -190,9 +190,7 @@ def start_resume(
         if step is None:
             failed = [t for t in origin_tasks if t.status != "completed" and t.step in graph]
             if not failed:
-                raise FlowcellError(
-                    f"Run {origin.pathspec} has no failed step to resume from; name one, e.g. resume('{graph.sorted_nodes()[-1]}')."
-                )
+                raise NothingToResume(origin.pathspec, graph.sorted_nodes()[-1])
             step = failed[0].step
         if step not in graph:
             raise FlowcellError(f"Flow {flow.name} has no step {step!r}; its steps are {', '.join(graph.sorted_nodes())}.")

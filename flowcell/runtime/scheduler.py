@@ -17,27 +17,9 @@ from ..graph import FlowGraph
 from ..model import FlowSource
 from ..store.metadata import MetadataStore, TaskRecord
 from .kernels import KernelPool
-from ..protocol import JoinInput, NodeSpec
+from ..protocol import Frame, JoinInput, NodeSpec
+from .recording import record_outcome, record_stopped
 from .task import EventSink, TaskOutcome, TaskRequest, execute_task
-
-
-@dataclass
-class Frame:
-    """One enclosing split: a static branch (``split``) or a foreach item."""
-
-    kind: str
-    step: str
-    index: int
-    num_splits: int
-    var: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "step": self.step, "index": self.index,
-                "num_splits": self.num_splits, "var": self.var}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Frame:
-        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"))
 
 
 @dataclass
@@ -247,21 +229,11 @@ class Scheduler:
         try:
             outcome = await execute_task(self.pool, req, emit, on_retry)
         except asyncio.CancelledError:
-            ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, "failed", {},
-                                 exception={"ename": "RunInterrupted",
-                                            "evalue": "stopped: the run was interrupted or another task failed"})
+            record_stopped(ctx.meta, ctx.flow.name, ctx.run_number, task_id)
             emit("task_finished", {"status": "failed", "duration": time.time() - started, "stopped": True})
             raise
-        status = "completed" if outcome.ok else "failed"
-        exception = outcome.error.record() if outcome.error and not outcome.ok else None
-        transition = {k: v for k, v in (("num_splits", outcome.num_splits),
-                                        ("switch_value", outcome.switch_value),
-                                        ("cards", outcome.cards)) if v is not None and v != []}
-        if ctx.graph[pending.step].type == "join":
-            transition["join"] = True
-        ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, status,
-                             outcome.artifacts if outcome.ok else {}, outcome.stdout, outcome.stderr, exception,
-                             transition=transition or None)
+        status = record_outcome(ctx.meta, ctx.flow.name, ctx.run_number, task_id, outcome,
+                                ctx.graph[pending.step].type == "join")
         error = outcome.error.to_dict() if outcome.error else None
         emit("task_finished", {"status": status, "duration": time.time() - started, "error": error,
                                "created": outcome.created, "changed": outcome.changed})
