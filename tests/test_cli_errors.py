@@ -73,8 +73,9 @@ def test_bad_input_to_the_cli_is_one_sentence(quick: Path, tmp_path: Path, priva
     assert_one_sentence(flowcell("spin", str(quick), "mid", "--artifacts-module", "am.py", cwd=tmp_path),
                         "am.py", "sys.exit(3)")
     (tmp_path / "a-file").write_text("not a store")
-    assert_one_sentence(flowcell("run", str(quick), cwd=tmp_path, env={"FLOWCELL_ROOT": str(tmp_path / "a-file")}),
-                        "is a file, not a folder")
+    for command in (["run", str(quick)], ["tag", "list", "--run-id", "QuickFlow/1"]):
+        assert_one_sentence(flowcell(*command, cwd=tmp_path, env={"FLOWCELL_ROOT": str(tmp_path / "a-file")}),
+                            "is a file, not a folder")
 
 
 def test_a_missing_run_id_file_folder_is_refused_before_the_run_starts(quick: Path, tmp_path: Path,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import NamespaceMismatch, NotFoundError
+from ..errors import NamespaceMismatch, NotFoundError, StoreError
 from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore, RunRecord
 
@@ -54,6 +54,9 @@ def stores_for(root: Path | None = None) -> tuple[MetadataStore, BlobStore]:
     found = _stores.get(root)
     if found is None:
         if not config.has_store(root):
+            if root.exists() and not root.is_dir():
+                raise StoreError(f"The store {root} is a file, not a folder: point {config.ROOT_ENV} at a folder "
+                                 "(or move the file away).")
             raise NotFoundError(f"No flowcell store at {root}: run a flow first, or set {config.ROOT_ENV}.")
         found = _stores[root] = (MetadataStore(root), BlobStore(root))
     return found
