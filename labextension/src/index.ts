@@ -100,6 +100,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
     const current = (): Bridge | null => (tracker.currentWidget ? bridgeFor(tracker.currentWidget) : null);
 
+    // A click on a step in a %flow_graph widget (flowcell.widgets) bubbles up as this
+    // event: go to the step's cell, and tell the widget it was handled.
+    const onStepClick = (ev: Event): void => {
+      const nb = tracker.find(p => p.node.contains(ev.target as Node));
+      const step = (ev as CustomEvent<{ step: string }>).detail?.step;
+      const index = nb && step ? bridgeFor(nb).stepCellIndex(step) : -1;
+      if (nb && index >= 0) {
+        ev.preventDefault();
+        nb.content.activeCellIndex = index;
+        void nb.content.scrollToItem(index);
+      }
+    };
+    document.addEventListener('flowcell:step-click', onStepClick);
+
     app.commands.addCommand(CommandIDs.load, {
       label: 'Load flowcell in this kernel',
       execute: async () => {
