@@ -117,6 +117,5 @@ class LabBridge:
         elif kind == "cells":
             ids = [str(i) for i in data.get("ids") or []]
             # The flow registry drops %%flow and %%step cells whose id is not among them.
-            retain = getattr(self.magics, "retain_cells", None)
-            if retain is not None and retain(ids):
+            if self.magics.retain_cells(ids):
                 self.push()

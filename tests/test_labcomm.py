@@ -126,3 +126,17 @@ def test_no_state_is_computed_while_no_front_end_is_connected(magics: Any, monke
     monkeypatch.setattr(magics.bridge, "state", lambda: calls.append(1) or {})
     magics.step("start", "self.next(self.end)")
     assert calls == []
+
+
+def test_the_cells_message_drops_deleted_cells_and_pushes_the_new_state(magics: Any) -> None:
+    comm = _open(magics.bridge, "tab-1")
+    magics._cell_id = "cell-a"
+    magics.step("start", "self.next(self.end)")
+    magics._cell_id = "cell-b"
+    magics.step("end", "pass")
+    sent = len(comm.sent)
+    comm.receive({"type": "cells", "ids": ["cell-b"]})
+    assert list(magics.current_flow().steps) == ["end"]
+    assert len(comm.sent) == sent + 1 and comm.sent[-1]["steps"] == {"end": "never"}
+    comm.receive({"type": "cells", "ids": ["cell-b"]})  # nothing changed: nothing sent
+    assert len(comm.sent) == sent + 1

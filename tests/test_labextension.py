@@ -395,3 +395,36 @@ def test_shortcuts_are_changed_through_the_settings_editor_store(lab: dict[str, 
         page.close()
     finally:
         override.unlink()
+
+
+def test_a_cell_deleted_in_the_notebook_leaves_the_flow(lab: dict[str, Any], browser: Any) -> None:
+    """Issue 11.4: the front end tells the kernel which cells the notebook holds; a deleted step is gone."""
+    _notebook(lab["root"] / "cells.ipynb", [
+        "%load_ext flowcell\n%flowcell autospin off",
+        "%%flow CellsFlow\nimport os",
+        "%%step start\nself.next(self.end)",
+        "%%step extra\nself.x = 1",
+        "%%step end\npass",
+        "%flowcell status",
+    ])
+    page = _open(browser, lab, "cells.ipynb")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    status = page.locator(".jp-Cell").nth(5).locator(".jp-OutputArea")
+    status.get_by_text("extra").first.wait_for(timeout=60_000)
+    page.evaluate("(async () => { const nb = window.jupyterapp.shell.currentWidget;"
+                  " nb.content.activeCellIndex = 3;"
+                  " await window.jupyterapp.commands.execute('notebook:delete-cell'); })()")
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.content.widgets.length === 5")
+    panel = _show_panel(page)
+    # The kernel dropped the step and pushed the new state: the graph has start -> end only.
+    panel.locator("g.fc-step[data-step='end']").wait_for(timeout=30_000)
+    page.wait_for_function("!document.querySelector(\"#flowcell-panel g.fc-step[data-step='extra']\")",
+                           timeout=30_000)
+    page.evaluate("(async () => { const nb = window.jupyterapp.shell.currentWidget;"
+                  " nb.content.activeCellIndex = 4;"
+                  " await window.jupyterapp.commands.execute('notebook:run-cell'); })()")
+    status = page.locator(".jp-Cell").nth(4).locator(".jp-OutputArea")
+    page.wait_for_function("document.querySelectorAll('.jp-Cell')[4].querySelector('.jp-OutputArea')"
+                           "?.textContent.includes('end')", timeout=30_000)
+    assert "extra" not in status.text_content()
+    page.close()
