@@ -30,10 +30,11 @@ def runner(tmp_path_factory):
 
 def test_score_group_scales_the_group_mean_by_alpha(runner):
     rows = [{"x": 0.2, "group": "a"}, {"x": 0.4, "group": "a"}, {"x": 0.9, "group": "b"}]
-    with runner.spin("score_group", artifacts={"rows": rows, "alpha": 2.0}) as spin:
+    # score_group runs inside a foreach: without ``split`` every split would run (and
+    # the split for group "c" has no rows here). Split 0 is the one for group "a".
+    with runner.spin("score_group", split=0, artifacts={"rows": rows, "alpha": 2.0}) as spin:
         assert spin.successful, spin.exception
         task = spin.task
-        # The spun task keeps its foreach position: this is the split for group "a".
         assert task["group"].data == "a"
         assert task["score"].data == pytest.approx(2.0 * 0.3)
 
