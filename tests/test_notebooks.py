@@ -73,7 +73,8 @@ def test_quickstart_results_from_client(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "[QuickstartFlow/1/score_group/" in proc.stderr  # task output, prefixed, live
+    assert "[QuickstartFlow/1/score_group/" in proc.stdout  # task output, prefixed, live (on stdout)
+    assert "[QuickstartFlow/1/score_group/" not in proc.stderr  # flowcell's own messages only
     run = Flow("QuickstartFlow").latest_run
     assert run.successful and "x" in run.tags
     assert set(run.data.scores) == {"a", "b", "c"}
