@@ -347,3 +347,30 @@ def test_spin_pathspecs_are_recognisable_and_readable(train_nb: Path) -> None:
     with runner.spin(f"{spin.run_id}/train") as again:
         assert again.successful and again.inputs_from == spin.pathspec
     assert Flow("TrainFlow").latest_run.id == "1"
+
+
+def test_spin_of_a_resumed_run_sees_the_parameters_it_resumed_with(tmp_path: Path) -> None:
+    cells = TRAIN[:6] + [
+        "%%step join(inputs)\nself.model = inputs.train.model\nself.k_seen = self.k\nself.next(self.end)",
+        "%%step end\nself.k_end = self.k",
+    ]
+    nb = write_notebook(tmp_path / "params.ipynb", cells)
+    with Runner(nb).run(k=7) as running:
+        assert running.successful
+    with Runner(nb).resume("join", k=2) as resumed:
+        run = resumed.run
+        assert resumed.successful
+    assert run["join"].task.data.k_seen == 2, "the re-run step used the new value"
+    assert run["train"].task.data.model == "kmeans-7-tiny", "train was cloned from the origin"
+    runner = Runner(nb)
+    with runner.spin(f"{run.id}/join") as spin:
+        assert spin.successful, spin.exception
+        assert spin.task["k_seen"].data == 2
+    with runner.spin(f"{run.id}/end") as spin:
+        assert spin.successful, spin.exception
+        assert spin.task["k_end"].data == 2
+    # A cloned task ran with the origin's value, so its spin does too.
+    with runner.spin(f"{run.id}/train") as spin:
+        assert spin.successful, spin.exception
+        assert spin.task["model"].data == "kmeans-7-tiny"
+

@@ -120,9 +120,26 @@ class InputFinder:
 
     # -- one task's inputs ---------------------------------------------------------
 
+    def _run_parameters(self, meta: MetadataStore, graph: FlowGraph, run: RunRecord, root: Path) -> dict[str, Any]:
+        """The parameter values ``run`` gave the tasks it executed (its ``_parameters`` task).
+
+        A resume with new values records them there, while the tasks it cloned still
+        carry the origin's: a task the run executed saw these instead (the scheduler
+        lays them over its parents' outputs), so its spin must too.
+        """
+        names = {s.var for s in graph.flow.parameters}
+        found = meta.tasks(run.flow, run.run_number, "_parameters") if names else []
+        if not found:
+            return {}
+        arts = meta.artifacts(run.flow, run.run_number, found[0].task_id)
+        return _with_root({k: v for k, v in arts.items() if k in names}, root)
+
     def _inputs(self, meta: MetadataStore, graph: FlowGraph, step: str, parents: list[TaskRecord],
-                frames: list[dict[str, Any]], root: Path, source: str, label: Any = None) -> SpinInputs:
+                frames: list[dict[str, Any]], root: Path, source: str, label: Any = None,
+                run_params: dict[str, Any] | None = None) -> SpinInputs:
+        """One task's inputs from its parents; ``run_params`` (the run's parameter values) win over theirs."""
         params = set(s.var for s in graph.flow.parameters)
+        run_params = run_params or {}
         name = label or (lambda t: t.pathspec)
         if graph[step].type == "join":
             join_inputs: list[JoinInput] = []
@@ -131,13 +148,15 @@ class InputFinder:
                 pframes = _foreach(p.foreach_stack)
                 join_inputs.append(JoinInput(p.step, name(p), arts, pframes[-1] if pframes else None))
             base = {k: v for k, v in join_inputs[0].artifacts.items() if k in params} if join_inputs else {}
-            return SpinInputs(source, base, join_inputs, frames)
+            return SpinInputs(source, {**base, **run_params}, join_inputs, frames)
         parent = parents[0]
         arts = _with_root(meta.artifacts(parent.flow, parent.run_number, parent.task_id), root)
-        return SpinInputs(source, arts, None, frames)
+        return SpinInputs(source, {**arts, **run_params}, None, frames)
 
-    def inputs_from_task(self, meta: MetadataStore, graph: FlowGraph, task: TaskRecord, root: Path) -> SpinInputs:
-        """The inputs ``task`` ran with (its parents' outputs)."""
+    def inputs_from_task(self, meta: MetadataStore, graph: FlowGraph, task: TaskRecord, root: Path,
+                         run_params: dict[str, Any] | None = None) -> SpinInputs:
+        """The inputs ``task`` ran with: its parents' outputs, and ``run_params`` (the parameter
+        values of its run) unless it was cloned, since a cloned task ran with its origin's."""
         node = graph[task.step]
         parents = [p for i in task.parents if (p := meta.get_task(task.flow, task.run_number, i)) is not None]
         recorded_join = bool((task.transition or {}).get("join"))
@@ -151,12 +170,13 @@ class InputFinder:
                 f"Step '{task.step}' is no longer a join, but task {task.pathspec} ran as one; run the flow again, "
                 "or spin its parent, to record inputs for the new shape."
             )
-        return self._inputs(meta, graph, task.step, parents, _foreach(task.foreach_stack), root, task.pathspec)
+        return self._inputs(meta, graph, task.step, parents, _foreach(task.foreach_stack), root, task.pathspec,
+                            run_params=None if task.origin else run_params)
 
     # -- every task of a step from a set of parent tasks -----------------------------
 
     def _children(self, meta: MetadataStore, graph: FlowGraph, step: str, parents: list[TaskRecord], root: Path,
-                  source: str, label: Any = None) -> list[SpinInputs]:
+                  source: str, label: Any = None, run_params: dict[str, Any] | None = None) -> list[SpinInputs]:
         """One input set per task ``step`` would run given these parent tasks (all splits)."""
         out: list[SpinInputs] = []
         if graph[step].type != "join":
@@ -167,9 +187,9 @@ class InputFinder:
                     var = graph[p.step].foreach_param
                     out += [self._inputs(meta, graph, step, [p],
                                          frames + [Frame("foreach", p.step, i, num, var).to_json()],
-                                         root, source, label) for i in range(num)]
+                                         root, source, label, run_params) for i in range(num)]
                 else:
-                    out.append(self._inputs(meta, graph, step, [p], frames, root, source, label))
+                    out.append(self._inputs(meta, graph, step, [p], frames, root, source, label, run_params))
             return out
         # A join: group the parents by the splits that enclose the one it closes; each
         # group must be complete, or the join would silently see a subset.
@@ -191,7 +211,7 @@ class InputFinder:
                 if {t.step for t in members} != set(graph[step].in_funcs):
                     raise _Incomplete(f"has inputs from {', '.join(sorted({t.step for t in members}))} only")
                 frames = _foreach(members[0].foreach_stack)
-            out.append(self._inputs(meta, graph, step, members, frames, root, source, label))
+            out.append(self._inputs(meta, graph, step, members, frames, root, source, label, run_params))
         return out
 
     # -- choosing the source -------------------------------------------------------
@@ -242,10 +262,11 @@ class InputFinder:
                 tasks = [t for t in tasks if str(t.task_id) == task_id]
                 if not tasks:
                     raise NotFoundError(f"Task {flow.name}/{run.run_number}/{step}/{task_id} does not exist.")
+            run_params = self._run_parameters(meta, graph, run, root)
             if tasks:
-                found = [self.inputs_from_task(meta, graph, t, root) for t in tasks]
+                found = [self.inputs_from_task(meta, graph, t, root, run_params) for t in tasks]
                 return SpinPlan(found[0].source if len(found) == 1 else f"run {run.pathspec}", found, note)
-            return self._from_run_parents(meta, graph, step, run, root, note)
+            return self._from_run_parents(meta, graph, step, run, root, note, run_params)
         finally:
             if meta is not None:
                 meta.close()
@@ -263,7 +284,7 @@ class InputFinder:
                        f"so the latest run that has one, {other.pathspec}, was used")
 
     def _from_run_parents(self, meta: MetadataStore, graph: FlowGraph, step: str, run: RunRecord,
-                          root: Path, note: str) -> SpinPlan:
+                          root: Path, note: str, run_params: dict[str, Any] | None = None) -> SpinPlan:
         """The step never ran in ``run`` (new, or the run failed before it): use its parents' outputs."""
         node = graph[step]
         if step == "start":
@@ -280,7 +301,7 @@ class InputFinder:
         many = len(parents) > 1 or graph[parents[0].step].type == "foreach"
         source = f"run {run.pathspec}" if many else f"outputs of {parents[0].pathspec}"
         try:
-            tasks = self._children(meta, graph, step, parents, root, source)
+            tasks = self._children(meta, graph, step, parents, root, source, run_params=run_params)
         except _Incomplete as gap:
             raise NotFoundError(f"Run {run.pathspec} has no complete set of inputs for join '{step}' "
                                 f"(it {gap}); run the flow again, or spin {' and '.join(node.in_funcs)}.") from None
