@@ -152,7 +152,7 @@ def cmd_spin(argv: list[str]) -> int:
     parser.add_argument("target", nargs="+", help="STEP, RUN/STEP, RUN/STEP/TASK, FLOW/RUN/STEP[/TASK]")
     parser.add_argument("--artifacts-module")
     parser.add_argument("--artifacts", help="a dict literal of artifact overrides")
-    parser.add_argument("--persist", action="store_true", help="keep the outputs in ./.flowcell_spin")
+    parser.add_argument("--persist", action="store_true", help="keep the outputs in .flowcell_spin beside the notebook")
     parser.add_argument("--skip-decorators", action="store_true")
     parser.add_argument("--from-metaflow", nargs="?", const="",
                         help="take the inputs from a Metaflow run: FLOW/RUN[/STEP/TASK] (default: the latest)")

@@ -374,3 +374,33 @@ def test_spin_of_a_resumed_run_sees_the_parameters_it_resumed_with(tmp_path: Pat
         assert spin.successful, spin.exception
         assert spin.task["model"].data == "kmeans-7-tiny"
 
+
+def test_persisted_spin_goes_beside_the_notebook_not_the_shell_directory(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "other" / "dir"
+    folder.mkdir(parents=True)
+    nb = write_notebook(folder / "train.ipynb", TRAIN)
+    shell = tmp_path / "elsewhere"
+    shell.mkdir()
+    env = dict(os.environ)
+    subprocess.run([sys.executable, "-m", "flowcell.cli", "run", str(nb), "--quiet"], cwd=shell, env=env,
+                   check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "flowcell.cli", "spin", str(nb.relative_to(tmp_path)), "train",
+                           "--persist", "--json", "--artifacts", "{'k': 4}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    spun = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (folder / ".flowcell_spin").is_dir()
+    assert not (tmp_path / ".flowcell_spin").exists() and not (shell / ".flowcell_spin").exists()
+    # Readable from the notebook's folder with ".", and from anywhere given the notebook's path.
+    monkeypatch.chdir(folder)
+    inspect_spin(".")
+    assert Task(spun["tasks"][0])["model"].data == "kmeans-4-tiny"
+    monkeypatch.chdir(shell)
+    inspect_spin(nb)
+    assert Task(spun["tasks"][0])["model"].data == "kmeans-4-tiny"
+    # The Runner, given a notebook in another folder, persists there too.
+    with Runner(nb).spin("train", persist=True) as spin:
+        assert spin.successful
+    assert not (shell / ".flowcell_spin").exists()
+    assert Path(spin.root) == (folder / ".flowcell_spin").resolve()

@@ -63,10 +63,11 @@ def stores_for(root: Path | None = None) -> tuple[MetadataStore, BlobStore]:
 
 
 def inspect_spin(path: str | Path = ".") -> Path:
-    """Point the Client at the spins persisted under ``path`` (``PATH/.flowcell_spin``)."""
+    """Point the Client at the spins persisted under ``path``: ``PATH/.flowcell_spin``, or the
+    ``.flowcell_spin`` beside the notebook when ``path`` is one (where ``--persist`` writes)."""
     root = Path(path).resolve()
     if root.name != config.SPIN_DIR:
-        root = root / config.SPIN_DIR
+        root = config.spin_dir(near=root)
     if not config.has_store(root):
         raise NotFoundError(f"No persisted spins in {root}: spin a step with persist=True (--persist) first.")
     _state["root"] = str(root)

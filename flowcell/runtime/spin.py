@@ -139,7 +139,8 @@ def spin_root(flow: FlowSource, persist: bool, scratch: dict[str, OwnedDir]) -> 
     when it is dropped or the process exits).
     """
     if persist:
-        return (Path.cwd() / config.SPIN_DIR).resolve()
+        # Beside the notebook, not the shell's directory: `inspect_spin(".")` run there finds it.
+        return config.spin_dir(near=flow.path)
     if "root" not in scratch:
         scratch["root"] = OwnedDir(SPIN_PREFIX)
     return scratch["root"].path
