@@ -85,9 +85,27 @@ export interface Layout {
 const NODE_H = 46;
 const MARGIN = 16;
 
+/** The box's second line: duration (or status), task count, kind of step. */
+function subtitle(node: GraphNode): string {
+  const parts: string[] = [];
+  if (node.duration !== undefined && node.duration !== null) {
+    parts.push(seconds(node.duration));
+  } else {
+    parts.push(node.status === 'never' ? 'not run' : node.status);
+  }
+  if ((node.tasks ?? 1) > 1) {
+    parts.push(`${node.tasks} tasks`);
+  }
+  if (node.type && ['foreach', 'split', 'split-switch', 'join'].includes(node.type)) {
+    parts.push({ foreach: 'foreach', split: 'branch', 'split-switch': 'switch', join: 'join' }[node.type] as string);
+  }
+  return parts.join(' · ');
+}
+
 function nodeWidth(n: GraphNode): number {
-  // An estimate of the text width keeps layout independent of fonts being loaded.
-  return Math.max(120, Math.min(260, n.id.length * 8 + 56));
+  // An estimate of the text width keeps layout independent of fonts being loaded; the
+  // smaller second line ("completed · foreach") is often the wider one.
+  return Math.max(120, Math.min(260, Math.max(n.id.length * 8 + 56, subtitle(n).length * 6.6 + 32)));
 }
 
 /** Positions of every box and the route of every edge, top to bottom. */
@@ -245,19 +263,7 @@ export class GraphView {
       g.appendChild(svg('rect', { width: box.width, height: box.height, rx: 8, class: 'fc-node-box' }));
       g.appendChild(svg('rect', { width: 5, height: box.height - 12, x: 0, y: 6, rx: 2, class: 'fc-node-bar' }));
       g.appendChild(svg('text', { x: 16, y: 19, class: 'fc-node-name' }, document.createTextNode(node.id)));
-      const parts: string[] = [];
-      if (node.duration !== undefined && node.duration !== null) {
-        parts.push(seconds(node.duration));
-      } else {
-        parts.push(node.status === 'never' ? 'not run' : node.status);
-      }
-      if ((node.tasks ?? 1) > 1) {
-        parts.push(`${node.tasks} tasks`);
-      }
-      if (node.type && ['foreach', 'split', 'split-switch', 'join'].includes(node.type)) {
-        parts.push({ foreach: 'foreach', split: 'branch', 'split-switch': 'switch', join: 'join' }[node.type] as string);
-      }
-      g.appendChild(svg('text', { x: 16, y: 35, class: 'fc-node-sub' }, document.createTextNode(parts.join(' · '))));
+      g.appendChild(svg('text', { x: 16, y: 35, class: 'fc-node-sub' }, document.createTextNode(subtitle(node))));
       g.appendChild(svg('title', {}, document.createTextNode(`${node.id} (${node.type ?? 'step'}): ${node.status}`)));
       g.addEventListener('click', ev => this.options.onStep?.(node.id, ev as MouseEvent));
       g.addEventListener('keydown', ev => {
