@@ -94,8 +94,9 @@ def main() -> None:
         (work / f"{name}.py").write_text(metaflow_file(name, spec))
         notebook_file(name, spec, work / f"{name}.ipynb")
         mf = [timed([sys.executable, f"{name}.py", "--quiet", "run"], work, env) for _ in range(args.repeat)]
-        cold = [timed([sys.executable, "-m", "flowcell.cli", "run", f"{name}.ipynb", "--quiet"], work, env)
-                for _ in range(args.repeat)]
+        # Cold means a new process with new kernels: the warm kernel server is off here.
+        cold = [timed([sys.executable, "-m", "flowcell.cli", "run", f"{name}.ipynb", "--quiet"], work,
+                      dict(env, FLOWCELL_SERVER="off")) for _ in range(args.repeat)]
         flow = read_notebook(work / f"{name}.ipynb")
         start_run(runtime, flow, max_workers=4)  # warm-up: kernels started, imports cached
         warm = []
