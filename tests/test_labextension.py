@@ -355,6 +355,18 @@ def test_kernel_svg_goes_through_the_sanitizer_and_typing_does_not_touch_badges(
     # The graph still works: clicking a step selects its cell.
     panel.locator("g.fc-step[data-step='end']").click()
     page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCellIndex === 2", timeout=10_000)
+    # Issue 17.4: the sanitized graph sits in the zoomable viewport; + makes it larger, fit brings it back.
+    drawing = panel.locator(".fc-graph-viewport svg.fc-graph-canvas > g")
+    fitted = drawing.bounding_box()["width"]
+    viewport_width = panel.locator(".fc-graph-viewport").bounding_box()["width"]
+    assert 0 < fitted <= viewport_width + 1
+    panel.locator(".fc-zoom-in").click()
+    panel.locator(".fc-zoom-in").click()
+    assert drawing.bounding_box()["width"] > fitted * 1.5
+    panel.locator(".fc-zoom-fit").click()
+    assert abs(drawing.bounding_box()["width"] - fitted) < 1
+    assert panel.locator("g.fc-step[data-step='end']").count() == 1
+    panel.locator(".fc-zoom-in").click()  # kept through the re-render the rename below causes
 
     # Typing in a step's body leaves its badge alone; renaming the step updates it once typing pauses.
     page.evaluate("""() => {
@@ -373,6 +385,9 @@ def test_kernel_svg_goes_through_the_sanitizer_and_typing_does_not_touch_badges(
     page.keyboard.press("End")
     page.keyboard.type("x", delay=20)
     _wait_badge(page, "startx", "never run")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-cell')")  # the kernel's graph changes
+    panel.locator("g.fc-step[data-step='startx']").wait_for(timeout=30_000)
+    assert drawing.bounding_box()["width"] > fitted * 1.1
     page.close()
 
 

@@ -177,38 +177,50 @@ export interface GraphViewOptions {
 
 let instances = 0;
 
-/** The graph in a scrollable, zoomable viewport that fits its container's width. */
-export class GraphView {
+export interface ViewportOptions {
+  /** Largest height of the view before it scrolls/zooms inside (px). */
+  maxHeight?: number;
+  /** Elements a drag may not start on (they take clicks), e.g. the step boxes. */
+  handles?: string;
+  /** Where a user left an earlier view of the same graph (see `Viewport.moved`). */
+  initial?: ViewState | null;
+}
+
+/** Zoom and pan a user chose. */
+export interface ViewState {
+  scale: number;
+  tx: number;
+  ty: number;
+}
+
+/**
+ * Pan, zoom and fit for an SVG drawing: `canvas` is sized to the viewport and `group`
+ * (the drawing, `size` px at 1:1) is transformed inside it. Used by GraphView and by the
+ * Flow panel around the kernel's sanitized SVG, so both have the same controls.
+ */
+export class Viewport {
+  /** The zoom in / zoom out / fit buttons. */
+  readonly toolbar: HTMLElement;
+  /** The clipped area holding the canvas. */
   readonly element: HTMLElement;
-  private readonly viewport: HTMLElement;
-  private readonly canvas: SVGElement;
-  private readonly group: SVGElement;
   private scale = 1;
   private tx = 0;
   private ty = 0;
-  private lay: Layout;
   private resize: ResizeObserver | null = null;
   private userMoved = false;
 
-  constructor(private model: GraphModel, private options: GraphViewOptions = {}) {
-    this.lay = layoutGraph(model);
-    const marker = `fc-arrow-${++instances}`;
-    this.group = svg('g');
-    this.canvas = svg('svg', { class: 'fc-graph-canvas', role: 'img', 'aria-label': 'flow graph' },
-      svg('defs', {},
-        svg('marker', { id: marker, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
-          svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'fc-arrowhead' })),
-        svg('marker', { id: `${marker}-join`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: 'auto' },
-          svg('path', { d: 'M0,5 L5,0 L10,5 L5,10 z', class: 'fc-arrowhead fc-arrowhead-join' }))),
-      this.group);
-    this.draw(marker);
+  constructor(
+    private readonly canvas: SVGElement,
+    private readonly group: SVGElement,
+    private readonly size: { width: number; height: number },
+    private readonly options: ViewportOptions = {}
+  ) {
     const zoom = (factor: number) => () => this.zoomBy(factor);
-    const toolbar = h('div', { class: 'fc-graph-tools' },
-      h('button', { class: 'fc-icon-button', title: 'Zoom in', onclick: zoom(1.25) }, '+'),
-      h('button', { class: 'fc-icon-button', title: 'Zoom out', onclick: zoom(0.8) }, '−'),
-      h('button', { class: 'fc-icon-button', title: 'Fit to view', onclick: () => { this.userMoved = false; this.fit(); } }, '⤢'));
-    this.viewport = h('div', { class: 'fc-graph-viewport' }, this.canvas);
-    this.element = h('div', { class: 'fc-graph' }, toolbar, this.viewport, this.legend());
+    this.toolbar = h('div', { class: 'fc-graph-tools' },
+      h('button', { class: 'fc-icon-button fc-zoom-in', title: 'Zoom in', onclick: zoom(1.25) }, '+'),
+      h('button', { class: 'fc-icon-button fc-zoom-out', title: 'Zoom out', onclick: zoom(0.8) }, '−'),
+      h('button', { class: 'fc-icon-button fc-zoom-fit', title: 'Fit to view', onclick: () => { this.userMoved = false; this.fit(); } }, '⤢'));
+    this.element = h('div', { class: 'fc-graph-viewport' }, canvas);
     this.enablePanZoom();
     if (typeof ResizeObserver !== 'undefined') {
       this.resize = new ResizeObserver(() => {
@@ -216,9 +228,107 @@ export class GraphView {
           this.fit();
         }
       });
-      this.resize.observe(this.viewport);
+      this.resize.observe(this.element);
     }
-    requestAnimationFrame(() => this.fit());
+    const initial = options.initial;
+    if (initial) {
+      ({ scale: this.scale, tx: this.tx, ty: this.ty } = initial);
+      this.userMoved = true;
+      requestAnimationFrame(() => this.apply());
+    } else {
+      requestAnimationFrame(() => this.fit());
+    }
+  }
+
+  /** The zoom and pan a user chose, or null while the view fits itself. */
+  get moved(): ViewState | null {
+    return this.userMoved ? { scale: this.scale, tx: this.tx, ty: this.ty } : null;
+  }
+
+  /** Scale to the container's width (never above 1:1), height to match. */
+  fit(): void {
+    const available = this.element.clientWidth || this.size.width;
+    const maxHeight = this.options.maxHeight ?? 520;
+    this.scale = Math.min(1, available / Math.max(1, this.size.width), maxHeight / Math.max(1, this.size.height));
+    this.scale = Math.max(this.scale, 0.2);
+    this.tx = Math.max(0, (available - this.size.width * this.scale) / 2);
+    this.ty = 0;
+    this.element.style.height = `${Math.ceil(Math.min(maxHeight, this.size.height * this.scale)) + 4}px`;
+    this.apply();
+  }
+
+  zoomBy(factor: number, cx?: number, cy?: number): void {
+    const x = cx ?? this.element.clientWidth / 2;
+    const y = cy ?? this.element.clientHeight / 2;
+    const next = Math.min(3, Math.max(0.2, this.scale * factor));
+    this.tx = x - ((x - this.tx) * next) / this.scale;
+    this.ty = y - ((y - this.ty) * next) / this.scale;
+    this.scale = next;
+    this.userMoved = true;
+    this.apply();
+  }
+
+  private apply(): void {
+    this.canvas.setAttribute('width', String(this.element.clientWidth || this.size.width));
+    this.canvas.setAttribute('height', String(this.element.clientHeight || this.size.height));
+    this.group.setAttribute('transform', `translate(${this.tx},${this.ty}) scale(${this.scale})`);
+  }
+
+  private enablePanZoom(): void {
+    const viewport = this.element;
+    let drag: { x: number; y: number; tx: number; ty: number } | null = null;
+    viewport.addEventListener('wheel', ev => {
+      if (!(ev.ctrlKey || ev.metaKey)) {
+        return; // a plain wheel scrolls the notebook
+      }
+      ev.preventDefault();
+      const r = viewport.getBoundingClientRect();
+      this.zoomBy(ev.deltaY < 0 ? 1.1 : 0.9, ev.clientX - r.left, ev.clientY - r.top);
+    }, { passive: false });
+    viewport.addEventListener('pointerdown', ev => {
+      if (this.options.handles && (ev.target as Element).closest(this.options.handles)) {
+        return;
+      }
+      drag = { x: ev.clientX, y: ev.clientY, tx: this.tx, ty: this.ty };
+      viewport.setPointerCapture(ev.pointerId);
+    });
+    viewport.addEventListener('pointermove', ev => {
+      if (drag) {
+        this.tx = drag.tx + ev.clientX - drag.x;
+        this.ty = drag.ty + ev.clientY - drag.y;
+        this.userMoved = true;
+        this.apply();
+      }
+    });
+    viewport.addEventListener('pointerup', () => (drag = null));
+  }
+
+  dispose(): void {
+    this.resize?.disconnect();
+  }
+}
+
+/** The graph in a scrollable, zoomable viewport that fits its container's width. */
+export class GraphView {
+  readonly element: HTMLElement;
+  private readonly view: Viewport;
+  private readonly group: SVGElement;
+  private lay: Layout;
+
+  constructor(private model: GraphModel, private options: GraphViewOptions = {}) {
+    this.lay = layoutGraph(model);
+    const marker = `fc-arrow-${++instances}`;
+    this.group = svg('g');
+    const canvas = svg('svg', { class: 'fc-graph-canvas', role: 'img', 'aria-label': 'flow graph' },
+      svg('defs', {},
+        svg('marker', { id: marker, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+          svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'fc-arrowhead' })),
+        svg('marker', { id: `${marker}-join`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: 'auto' },
+          svg('path', { d: 'M0,5 L5,0 L10,5 L5,10 z', class: 'fc-arrowhead fc-arrowhead-join' }))),
+      this.group);
+    this.draw(marker);
+    this.view = new Viewport(canvas, this.group, this.lay, { maxHeight: options.maxHeight, handles: '.fc-node' });
+    this.element = h('div', { class: 'fc-graph' }, this.view.toolbar, this.view.element, this.legend());
   }
 
   private legend(): HTMLElement {
@@ -277,63 +387,15 @@ export class GraphView {
 
   /** Scale to the container's width (never above 1:1), height to match. */
   fit(): void {
-    const available = this.viewport.clientWidth || this.lay.width;
-    const maxHeight = this.options.maxHeight ?? 520;
-    this.scale = Math.min(1, available / Math.max(1, this.lay.width), maxHeight / Math.max(1, this.lay.height));
-    this.scale = Math.max(this.scale, 0.2);
-    this.tx = Math.max(0, (available - this.lay.width * this.scale) / 2);
-    this.ty = 0;
-    this.viewport.style.height = `${Math.ceil(Math.min(maxHeight, this.lay.height * this.scale)) + 4}px`;
-    this.apply();
+    this.view.fit();
   }
 
   zoomBy(factor: number, cx?: number, cy?: number): void {
-    const x = cx ?? this.viewport.clientWidth / 2;
-    const y = cy ?? this.viewport.clientHeight / 2;
-    const next = Math.min(3, Math.max(0.2, this.scale * factor));
-    this.tx = x - ((x - this.tx) * next) / this.scale;
-    this.ty = y - ((y - this.ty) * next) / this.scale;
-    this.scale = next;
-    this.userMoved = true;
-    this.apply();
-  }
-
-  private apply(): void {
-    this.canvas.setAttribute('width', String(this.viewport.clientWidth || this.lay.width));
-    this.canvas.setAttribute('height', String(this.viewport.clientHeight || this.lay.height));
-    this.group.setAttribute('transform', `translate(${this.tx},${this.ty}) scale(${this.scale})`);
-  }
-
-  private enablePanZoom(): void {
-    let drag: { x: number; y: number; tx: number; ty: number } | null = null;
-    this.viewport.addEventListener('wheel', ev => {
-      if (!(ev.ctrlKey || ev.metaKey)) {
-        return; // a plain wheel scrolls the notebook
-      }
-      ev.preventDefault();
-      const r = this.viewport.getBoundingClientRect();
-      this.zoomBy(ev.deltaY < 0 ? 1.1 : 0.9, ev.clientX - r.left, ev.clientY - r.top);
-    }, { passive: false });
-    this.viewport.addEventListener('pointerdown', ev => {
-      if ((ev.target as Element).closest('.fc-node')) {
-        return;
-      }
-      drag = { x: ev.clientX, y: ev.clientY, tx: this.tx, ty: this.ty };
-      this.viewport.setPointerCapture(ev.pointerId);
-    });
-    this.viewport.addEventListener('pointermove', ev => {
-      if (drag) {
-        this.tx = drag.tx + ev.clientX - drag.x;
-        this.ty = drag.ty + ev.clientY - drag.y;
-        this.userMoved = true;
-        this.apply();
-      }
-    });
-    this.viewport.addEventListener('pointerup', () => (drag = null));
+    this.view.zoomBy(factor, cx, cy);
   }
 
   dispose(): void {
-    this.resize?.disconnect();
+    this.view.dispose();
     this.element.remove();
   }
 }

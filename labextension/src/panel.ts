@@ -2,13 +2,15 @@
  * The "Flow" side panel: the DAG and the recent runs of the active notebook.
  *
  * The graph is SVG drawn by the kernel; it goes through JupyterLab's sanitizer with
- * an allow-list of plain SVG shapes before it reaches the page.
+ * an allow-list of plain SVG shapes before it reaches the page, then sits in the same
+ * pan/zoom/fit viewport as the dagre graph (graphview.ts's Viewport).
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
 import { Bridge } from './bridge';
+import { Viewport, ViewState } from './graphview';
 import { VERSION } from './version';
 
 /** SVG elements and attributes the graph may use; anything else (scripts, handlers, links) is dropped. */
@@ -25,8 +27,31 @@ export function sanitizeGraph(sanitizer: IRenderMime.ISanitizer, svg: string): s
   return sanitizer.sanitize(svg, { allowedTags: SVG_TAGS, allowedAttributes: { '*': SVG_ATTRIBUTES } });
 }
 
+/**
+ * Put the sanitized graph's drawing in a group the viewport can move and scale: the
+ * viewBox (which would fight the transform) becomes the drawing's size at 1:1.
+ */
+export function zoomable(canvas: SVGSVGElement, initial: ViewState | null = null): Viewport {
+  const box = canvas.viewBox?.baseVal;
+  const width = box?.width || Number(canvas.getAttribute('width')) || 0;
+  const height = box?.height || Number(canvas.getAttribute('height')) || 0;
+  const group = document.createElementNS('http://www.w3.org/2000/svg', 'g');
+  const drawing = document.createElementNS('http://www.w3.org/2000/svg', 'g');
+  if (box && (box.x || box.y)) {
+    drawing.setAttribute('transform', `translate(${-box.x},${-box.y})`);
+  }
+  drawing.append(...Array.from(canvas.childNodes));
+  group.append(drawing);
+  canvas.append(group);
+  canvas.removeAttribute('viewBox');
+  canvas.classList.add('fc-graph-canvas');
+  return new Viewport(canvas, group, { width, height }, { handles: '.fc-step', initial });
+}
+
 export class FlowPanel extends Widget {
   private _bridge: Bridge | null = null;
+  private _view: Viewport | null = null;
+  private _viewOf: Bridge | null = null;
 
   constructor(
     private readonly _app: JupyterFrontEnd,
@@ -71,8 +96,12 @@ export class FlowPanel extends Widget {
 
   render(): void {
     const node = this.node;
-    node.textContent = '';
     const bridge = this._bridge;
+    // A re-render (every kernel update) keeps the zoom the user chose for this notebook's graph.
+    const kept = this._view && this._viewOf === bridge ? this._view.moved : null;
+    this._view?.dispose();
+    this._view = null;
+    node.textContent = '';
     const para = (text: string, className = '') =>
       node.append(Object.assign(document.createElement('p'), { textContent: text, className }));
     if (!bridge) {
@@ -88,7 +117,7 @@ export class FlowPanel extends Widget {
       button.onclick = () => void this._app.commands.execute(this._loadCommand);
       node.append(button);
     } else {
-      this._renderFlow(bridge);
+      this._renderFlow(bridge, kept);
     }
     const kernelVersion = bridge?.state?.version;
     const footer = document.createElement('p');
@@ -101,7 +130,7 @@ export class FlowPanel extends Widget {
     node.append(footer);
   }
 
-  private _renderFlow(bridge: Bridge): void {
+  private _renderFlow(bridge: Bridge, kept: ViewState | null): void {
     const node = this.node;
     const state = bridge.state!;
     node.append(Object.assign(document.createElement('h3'), { textContent: state.flow }));
@@ -115,6 +144,12 @@ export class FlowPanel extends Widget {
     graph.querySelectorAll<SVGGElement>('g.fc-step').forEach(g => {
       g.addEventListener('click', () => this._showStep(bridge, g.dataset.step ?? ''));
     });
+    const canvas = graph.querySelector('svg');
+    if (canvas) {
+      this._view = zoomable(canvas, kept);
+      this._viewOf = bridge;
+      graph.append(this._view.toolbar, this._view.element);
+    }
     node.append(graph);
     node.append(Object.assign(document.createElement('h3'), { textContent: 'Recent runs' }));
     const list = document.createElement('ul');

@@ -1,1 +1,2 @@
+import './graph.css';
 import './index.css';
