@@ -22,7 +22,8 @@ function h(tag: string, attrs: Record<string, string | ((e: Event) => void)>, ..
   return node;
 }
 
-function svg(tag: string, attrs: Record<string, string | number> = {}, ...children: Node[]): SVGElement {
+/** An SVG element with attributes and children. */
+export function svg(tag: string, attrs: Record<string, string | number> = {}, ...children: Node[]): SVGElement {
   const node = document.createElementNS('http://www.w3.org/2000/svg', tag);
   for (const [key, value] of Object.entries(attrs)) {
     node.setAttribute(key, String(value));

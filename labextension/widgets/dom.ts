@@ -33,32 +33,8 @@ export function append(node: Node, children: (Child | Child[])[]): void {
   }
 }
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-export function svg(tag: string, attrs: Record<string, string | number> = {}, ...children: Node[]): SVGElement {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    node.setAttribute(key, String(value));
-  }
-  children.forEach(c => node.appendChild(c));
-  return node;
-}
-
-export function seconds(s: number | null | undefined): string {
-  if (s === null || s === undefined) {
-    return '—';
-  }
-  if (s < 1) {
-    return `${Math.round(s * 1000)} ms`;
-  }
-  if (s < 60) {
-    return `${s.toFixed(1)} s`;
-  }
-  if (s < 3600) {
-    return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  }
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
-}
+// The graph view (bundled here too) owns these; one copy serves the panel and the widgets.
+export { seconds, svg } from '../src/graphview';
 
 export function size(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB'];
