@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -67,3 +68,20 @@ def run(runtime: Any, text: str, params: dict[str, Any] | None = None, **kwargs:
     result = start_run(runtime, make_flow(text, kwargs.pop("name", "TestFlow")), params or {},
                        observer=lambda k, p: events.append((k, p)), **kwargs)
     return result, Run._open(result.pathspec, result.root), events
+
+
+def wait_for(predicate: Any, timeout: float = 90.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (read from /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

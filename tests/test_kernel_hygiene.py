@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import ROOT, process_running, run, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,22 +35,6 @@ def solo() -> Iterator[Any]:
     rt = Runtime(pool_size=1)
     yield rt
     rt.close()
-
-
-def _wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _listening_tcp(pid: int) -> list[str]:
@@ -119,7 +103,7 @@ pass
     thread = threading.Thread(target=lambda: outcome.update(result=run(runtime, text)))
     thread.start()
     try:
-        _wait_for(ready.exists, what="the step to start")
+        wait_for(ready.exists, what="the step to start")
         kernels = _kernel_pids()
         assert int(ready.read_text()) in kernels
         listening = {pid: _listening_tcp(pid) for pid in kernels}
@@ -272,7 +256,7 @@ pass
     task = flow_run["start"].task
     for name in ("same_group", "own_session"):
         pid = task[name].data
-        assert not _running(pid), f"{name} process {pid} outlived its task"
+        assert not process_running(pid), f"{name} process {pid} outlived its task"
     assert "left 2 process(es) running; they were ended with the task" in task.stderr
 
 
@@ -301,20 +285,20 @@ def test_kernel_folder_of_a_killed_parent_is_cleaned_on_the_next_start(
     proc = subprocess.Popen([sys.executable, "-m", "flowcell.cli", "run", str(nb), "--quiet"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(pidfile.exists, what="the step to start its process")
+        wait_for(pidfile.exists, what="the step to start its process")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     stray = int(pidfile.read_text())
     left = [p for p in temp.iterdir() if p.name.startswith("flowcell-kernels-")]
-    assert left and _running(stray)  # what a killed parent leaves behind
+    assert left and process_running(stray)  # what a killed parent leaves behind
 
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     from flowcell.runtime.launch import make_workdir
 
     mine = make_workdir()  # what every new pool does first
     assert [p for p in temp.iterdir() if p.name.startswith("flowcell-kernels-")] == [mine]
-    _wait_for(lambda: not _running(stray), timeout=10, what="the stray process to end")
+    wait_for(lambda: not process_running(stray), timeout=10, what="the stray process to end")
 
 
 def test_live_owners_folders_are_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

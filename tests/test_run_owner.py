@@ -18,24 +18,9 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, process_running, wait_for
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _wait_for(predicate: Any, timeout: float = 90.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _slow_notebook(path: Path, started: Path, hold: Path) -> None:
@@ -66,7 +51,7 @@ def _start_and_hold(tmp_path: Path) -> tuple[subprocess.Popen[str], int, Path]:
     _slow_notebook(tmp_path / "owned.ipynb", started, hold)
     proc = _cli(tmp_path, "run", "owned.ipynb", "--quiet")
     try:
-        _wait_for(started.exists, what="the step to start")
+        wait_for(started.exists, what="the step to start")
     except BaseException:
         proc.kill()
         raise
@@ -84,7 +69,7 @@ def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(tmp_path: Path, sig: signal.S
     assert f"stopped by {sig.name}" in err and "Traceback" not in err
     run = Flow("OwnedFlow").latest_run
     assert run.status == "failed" and run.finished and not run.successful
-    _wait_for(lambda: not _running(kernel_pid), timeout=10, what="the kernel to be gone")
+    wait_for(lambda: not process_running(kernel_pid), timeout=10, what="the kernel to be gone")
 
 
 def test_a_killed_run_is_shown_as_crashed_and_resume_works_from_it(tmp_path: Path, runtime: Any) -> None:
