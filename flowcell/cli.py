@@ -203,10 +203,7 @@ def cmd_spin(argv: list[str]) -> int:
     if args.json:
         _emit_json(result.summary())
     else:
-        summary = result.summary()
-        print(f"spin {result.pathspec} {result.status} ({result.describe()}); created: "
-              f"{', '.join(summary['created']) or '-'}; changed: {', '.join(summary['changed']) or '-'}",
-              file=sys.stderr)
+        print(f"{result.headline()} [{result.pathspec}].", file=sys.stderr)
         if not result.successful and result.outcome and result.outcome.error:
             from .progress import strip_ansi
 

@@ -200,14 +200,7 @@ class FlowcellMagics(Magics):
         if not result.successful or outcome is None:
             raise StepFailed.of(result.pathspec or step, outcome.error if outcome else None,
                                 f"({result.describe()})")
-        parts = []
-        for label, names in (("created", outcome.created), ("changed", outcome.changed),
-                             ("deleted", outcome.deleted)):
-            if names:
-                parts.append(f"{label} {', '.join(names)}")
-        took = max(t.outcome.duration for t in result.tasks)
-        print(f"Spun {step!r} in {took * 1000:.0f} ms, {result.describe()}"
-              f"{': ' + '; '.join(parts) if parts else ''}.")
+        print(result.headline() + ".")
         self._show_task(result.task, outcome.created, outcome.changed)
         self._redraw_graph()
         return result

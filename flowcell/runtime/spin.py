@@ -114,6 +114,19 @@ class SpinResult:
             text = f"inputs from {self.inputs_from}"
         return f"{text} ({self.note})" if self.note else text
 
+    def headline(self) -> str:
+        """The one line every surface prints for a spin (magic, CLI):
+        ``Spun 'train' in 25 ms with inputs from run 12: created model, score``."""
+        o = self.outcome
+        took = max((t.outcome.duration for t in self.tasks), default=0.0)
+        took_text = f"{took * 1000:.0f} ms" if took < 1 else f"{took:.2f} s"
+        if not self.successful:
+            return f"Spin of {self.step!r} {self.status} after {took_text} (with {self.describe()})"
+        lists = (("created", o.created), ("changed", o.changed), ("deleted", o.deleted)) if o else ()
+        parts = [f"{label} {', '.join(names)}" for label, names in lists if names]
+        return f"Spun {self.step!r} in {took_text} with {self.describe()}" + (
+            f": {'; '.join(parts)}" if parts else "")
+
     def __repr__(self) -> str:
         return f"<Spin of {self.step}: {self.status}, {self.describe()}, task {self.pathspec}>"
 

@@ -19,30 +19,6 @@ def human_size(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def headline(step: str, seconds: float, inputs: int | None, source: str, created: list[str],
-             changed: list[str], deleted: list[str] | tuple[str, ...] = (), verb: str = "Spun") -> str:
-    """``Spun 'train' in 25 ms with 3 inputs from run 12: created model, score``."""
-    took = f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-    what = f" with {inputs} input{'s' if inputs != 1 else ''}" if inputs is not None else ""
-    parts = [f"{label} {', '.join(names)}" for label, names in
-             (("created", created), ("changed", changed), ("deleted", deleted)) if names]
-    return f"{verb} {step!r} in {took}{what} from {source}" + (f": {'; '.join(parts)}" if parts else "")
-
-
-def spin_headline(result: Any) -> str:
-    """The one line a spin prints: what ran, how long, how many inputs from where, what it made.
-
-    The inputs are counted from metadata only: what the task holds that it did not
-    create, plus what it deleted.
-    """
-    outcome = result.outcome
-    names = {a.id for a in result.task.artifacts if not a.id.startswith("_")}
-    created = [n for n in outcome.created if not n.startswith("_")]
-    inputs = len(names - set(created)) + len(outcome.deleted)
-    return headline(result.step, outcome.duration, inputs, result.inputs_from, created,
-                    list(outcome.changed), list(outcome.deleted))
-
-
 class ArtifactInspector(FlowcellWidget):
     """A task's artifacts: name, type, size, created/changed/passed on; a preview when one is opened."""
 
