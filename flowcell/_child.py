@@ -18,6 +18,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from . import _readset
 from . import cards as cards_mod
 from . import client
 from ._flowspec import ArtifactView, FlowInstance, Inputs, add_class_constants
@@ -171,6 +172,8 @@ def _run(spec: TaskSpec) -> TaskResult:
     client.use_store(spec.client_root, spec.namespace)
     started = time.time()
     error: TaskError | None = None
+    modules_before = _readset.modules_snapshot()
+    views: list[ArtifactView] | None = None
     try:
         for cell in spec.code_cells:
             exec(compile(_compile_cell(cell), cell.filename, "exec"), namespace)
@@ -209,6 +212,7 @@ def _run(spec: TaskSpec) -> TaskResult:
             result.cards = _render_cards(spec, instance, cards, store, result.artifacts)
         # Never let the parent commit a task whose outputs do not read back.
         check_artifacts(store, result.artifacts, _store)
+        result.read_set = _readset.report(instance, views, spec.inputs, result.artifacts, modules_before)
     except Exception as exc:
         result.status, result.error = "failed", _format_error(exc, cell_files)
     return result
@@ -275,6 +279,8 @@ def _outputs(spec: TaskSpec, instance: FlowInstance, store: BlobStore, out: Task
     out.deleted = sorted(d["_fc_deleted"] & set(refs))
     if node.type != "end":
         out.num_splits, out.switch_value = num_splits, switch_value
+    if node.type == "foreach" and num_splits:
+        out.split_items = _readset.item_digests(getattr(instance, node.foreach_param or ""))
 
 
 def _check_transition(spec: TaskSpec, instance: FlowInstance, transition: dict[str, Any] | None,

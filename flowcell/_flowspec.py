@@ -78,6 +78,7 @@ class ArtifactView:
         object.__setattr__(self, "_fc_loader", loader)
         object.__setattr__(self, "_fc_cache", {})
         object.__setattr__(self, "_fc_frame", foreach_frame)
+        object.__setattr__(self, "_fc_peeked", set())  # names tested with `in` (reuse's read set)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_fc_"):
@@ -99,6 +100,7 @@ class ArtifactView:
         raise AttributeError("The inputs of a join are read-only; set artifacts on self instead.")
 
     def __contains__(self, name: str) -> bool:
+        self._fc_peeked.add(name)
         return name in self._fc_refs
 
     def __repr__(self) -> str:
@@ -106,7 +108,12 @@ class ArtifactView:
 
 
 def _foreach_value(source: Any, frame: dict[str, Any]) -> Any:
+    loaded = getattr(source, "__dict__", {}).get("_fc_loaded")
+    listed = loaded is not None and frame["var"] in loaded
     items = getattr(source, frame["var"])
+    if loaded is not None and not listed:
+        # Reading an item is matched by the item's own digest (reuse), not by the whole list.
+        loaded.discard(frame["var"])
     try:
         return items[frame["index"]]
     except TypeError:
@@ -162,6 +169,9 @@ class FlowInstance:
         d["_fc_refs"] = dict(refs)
         d["_fc_loader"] = loader
         d["_fc_loaded"] = set()
+        d["_fc_peeked"] = set()  # names tested with `in` or looked up and absent (reuse's read set)
+        d["_fc_set"] = set()  # names assigned on self (reuse: what the task wrote)
+        d["_fc_read_all"] = False  # merge_artifacts read every input
         d["_fc_deleted"] = set()
         d["_fc_stack"] = foreach_stack
         d["_fc_next"] = None
@@ -192,6 +202,7 @@ class FlowInstance:
             if isinstance(raw, (staticmethod, classmethod)) or not hasattr(raw, "__get__"):
                 return getattr(cls, name)
             return raw.__get__(self, type(self))
+        self._fc_peeked.add(name)
         raise AttributeError(
             f"Flow {self._fc_flow_name} has no artifact or step named {name!r} here; "
             "set it on self in this step or in a step before it."
@@ -212,6 +223,7 @@ class FlowInstance:
                 f"{name!r} is the name of a step; an artifact cannot share it. Choose another name."
             )
         self._fc_values[name] = value
+        self._fc_set.add(name)
         self._fc_deleted.discard(name)
 
     def __delattr__(self, name: str) -> None:
@@ -223,6 +235,7 @@ class FlowInstance:
             self._fc_deleted.add(name)
 
     def __contains__(self, name: str) -> bool:
+        self._fc_peeked.add(name)
         return name in self._fc_values or (name in self._fc_refs and name not in self._fc_deleted)
 
     # -- FlowSpec API --------------------------------------------------------------
@@ -288,6 +301,7 @@ class FlowInstance:
         if exclude and include:
             raise MergeArtifactsUsageError("merge_artifacts() takes include= or exclude=, not both.")
         exclude_set = set(exclude or [])
+        self.__dict__["_fc_read_all"] = True
         candidates: dict[str, dict[str, Any]] = {}
         conflicts: set[str] = set()
         for view in inputs:

@@ -18,7 +18,7 @@ from traitlets import Bool, Int
 
 from .cells import CellRegistry
 from .errors import FlowcellError, NothingToResume, RunFailed, RunInterrupted, StepFailed
-from .model import CodeCell, FlowSource, StepCell, parse_flow_line, parse_step_line
+from .model import CodeCell, FlowSource, StepCell, parse_flow_line, parse_step_line, step_flags
 
 @magics_class
 class FlowcellMagics(Magics):
@@ -133,9 +133,11 @@ class FlowcellMagics(Magics):
         label = self._label()
         try:
             name, join_arg, decorators = parse_step_line(line, label)
+            no_reuse = "--no-reuse" in step_flags(line, label)[1]
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
-        step = StepCell(name=name, body=cell, join_arg=join_arg, decorators=decorators, label=label)
+        step = StepCell(name=name, body=cell, join_arg=join_arg, decorators=decorators, label=label,
+                        no_reuse=no_reuse)
         from .graph import build_graph
 
         probe = FlowSource(name="Probe", steps={name: step})

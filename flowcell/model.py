@@ -92,6 +92,8 @@ class StepCell:
     first_line: int = 2
     doc: str | None = None
     filename: str | None = None
+    #: ``%%step NAME --no-reuse``: the step always runs, even with reuse on (flowcell only; not exported).
+    no_reuse: bool = False
 
     @property
     def is_join(self) -> bool:
@@ -218,9 +220,24 @@ def parse_decorator(text: str, label: str) -> DecoratorSpec:
     return DecoratorSpec(name=name.split(".")[-1], kwargs=kwargs, source="@" + ast.unparse(expr))
 
 
+#: Options of a ``%%step`` line (flowcell's own; the export leaves them out).
+STEP_FLAGS = frozenset({"--no-reuse"})
+_FLAG = re.compile(r"(?<!\S)--[A-Za-z][A-Za-z-]*(?!\S)")
+
+
+def step_flags(line: str, label: str = "%%step cell") -> tuple[str, frozenset[str]]:
+    """The ``%%step`` line without its ``--options``, and the options (only :data:`STEP_FLAGS` exist)."""
+    found = frozenset(_FLAG.findall(line))
+    unknown = sorted(found - STEP_FLAGS)
+    if unknown:
+        raise FlowSyntaxError(f"{label}: unknown %%step option {unknown[0]}; the options are "
+                              f"{', '.join(sorted(STEP_FLAGS))}.")
+    return (_FLAG.sub(" ", line) if found else line), found
+
+
 def parse_step_line(line: str, label: str = "%%step cell") -> tuple[str, str | None, list[DecoratorSpec]]:
-    """Parse the text after ``%%step``: ``NAME[(inputs)] [@decorator ...]``."""
-    text = line.strip()
+    """Parse the text after ``%%step``: ``NAME[(inputs)] [@decorator ...] [--no-reuse]``."""
+    text = step_flags(line, label)[0].strip()
     match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(?:\(\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\))?", text)
     if not match or not text:
         raise FlowSyntaxError(
@@ -351,6 +368,7 @@ def flow_from_cells(
             flow.code_cells.append(CodeCell(source=body, label=label))
         else:
             step_name, join_arg, decorators = parse_step_line(line, label)
+            no_reuse = "--no-reuse" in step_flags(line, label)[1]
             if step_name in flow.steps:
                 raise FlowSyntaxError(
                     f"{label}: step {step_name!r} is already defined in {flow.steps[step_name].label}; "
@@ -358,7 +376,7 @@ def flow_from_cells(
                 )
             flow.steps[step_name] = StepCell(
                 name=step_name, body=body, join_arg=join_arg, decorators=decorators,
-                label=label, doc=pending_doc,
+                label=label, doc=pending_doc, no_reuse=no_reuse,
             )
         pending_doc = None
     if name is None:

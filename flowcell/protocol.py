@@ -34,14 +34,19 @@ class Frame:
     index: int
     num_splits: int
     var: str | None = None
+    #: A foreach item's digest, recorded by the foreach parent (the fingerprint's split).
+    item: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "step": self.step, "index": self.index,
-                "num_splits": self.num_splits, "var": self.var}
+        d: dict[str, Any] = {"kind": self.kind, "step": self.step, "index": self.index,
+                             "num_splits": self.num_splits, "var": self.var}
+        if self.item is not None:
+            d["item"] = self.item
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Frame:
-        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"))
+        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"), d.get("item"))
 
 
 @dataclass
@@ -166,6 +171,21 @@ class TaskError:
 
 
 @dataclass
+class ReadSet:
+    """What a task took from its inputs (names; the parent maps them to addresses) and what it set."""
+
+    reads: list[str] = field(default_factory=list)
+    #: Per join input, in order, the names read from it (None: not a join).
+    join_reads: list[list[str]] | None = None
+    #: The task listed or merged its inputs: every input counts as read.
+    read_all: bool = False
+    #: Output names this task produced (assigned, mutated or merged), as opposed to passed on.
+    written: list[str] = field(default_factory=list)
+    #: Top-level non-standard-library modules first loaded while the task ran.
+    modules: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TaskResult:
     """What the child reports after one attempt."""
 
@@ -184,6 +204,10 @@ class TaskResult:
     damage: list[str] = field(default_factory=list)
     #: Processes the task left running, ended when it ended (``pid command``).
     ended_processes: list[str] = field(default_factory=list)
+    #: The task's read set, for its fingerprint (None when the task could not report it).
+    read_set: ReadSet | None = None
+    #: A foreach parent's per-item digests, in order.
+    split_items: list[str | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The payload of the :data:`RESULT_MIME` message (display data is already JSON)."""
@@ -196,6 +220,8 @@ class TaskResult:
         for key in ("error", "caught"):
             if kept.get(key) is not None:
                 kept[key] = TaskError.from_dict(kept[key])
+        if kept.get("read_set") is not None:
+            kept["read_set"] = ReadSet(**kept["read_set"])
         return cls(**kept)
 
 

@@ -17,6 +17,8 @@ def transition_of(outcome: TaskOutcome, is_join: bool) -> dict[str, Any] | None:
                                     ("cards", outcome.cards)) if v is not None and v != []}
     if is_join:
         transition["join"] = True
+    if outcome.split_items is not None:
+        transition["items"] = outcome.split_items  # per-item digests: reuse matches each split by its item
     return transition or None
 
 

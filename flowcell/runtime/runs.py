@@ -20,6 +20,7 @@ from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore, RunRecord
 from ..store.serialize import dump_artifact
 from .engine import Observer, Runtime
+from .reuse import Fingerprints
 from .scheduler import Done, Pending, RunContext, Scheduler, stack_key
 
 
@@ -30,6 +31,10 @@ class RunResult:
     status: str
     root: str
     failures: list[Done] = field(default_factory=list)
+    #: ``(pathspec, origin pathspec)`` of each task taken from an earlier run by ``reuse``.
+    reused: list[tuple[str, str]] = field(default_factory=list)
+    #: How many tasks of the flow's steps the run recorded (executed, reused or cloned).
+    tasks: int = 0
 
     @property
     def pathspec(self) -> str:
@@ -49,7 +54,14 @@ def _execute(runtime: Runtime, ctx: RunContext, first: Done, observer: Observer 
     result = RunResult(flow.name, run_number, "running", ctx.root)
     runtime.resize(min(ctx.max_workers, 4))
 
-    async def go(emit: Observer) -> str:
+    async def go(outer: Observer) -> str:
+        def emit(kind: str, payload: dict[str, Any]) -> None:
+            if kind == "task_finished" and not payload.get("stopped"):
+                result.tasks += 1
+                if payload.get("reused"):
+                    result.reused.append((payload["pathspec"], payload["reused"]))
+            outer(kind, payload)
+
         emit("run_started", {"pathspec": f"{flow.name}/{run_number}", "steps": list(ctx.graph.sorted_nodes()),
                              "origin": ctx.origin_run_id})
         scheduler = Scheduler(ctx, runtime.pool, emit)
@@ -58,7 +70,8 @@ def _execute(runtime: Runtime, ctx: RunContext, first: Done, observer: Observer 
             status = await scheduler.run([Pending("start", [first], [])])
         finally:
             meta.finish_run(flow.name, run_number, status)
-            emit("run_finished", {"pathspec": f"{flow.name}/{run_number}", "status": status})
+            emit("run_finished", {"pathspec": f"{flow.name}/{run_number}", "status": status,
+                                  "reused": len(result.reused), "tasks": result.tasks})
         result.failures = scheduler.failed
         return status
 
@@ -79,11 +92,14 @@ def start_run(
     observer: Observer | None = None,
     root: Path | None = None,
     namespace: str | None = None,
+    reuse: bool = False,
 ) -> RunResult:
     """Run ``flow`` as a recorded run and wait for it (Ctrl-C stops it).
 
     ``namespace`` is the Client namespace of code inside the steps (default: the
-    user's); it does not change how the run itself is tagged.
+    user's); it does not change how the run itself is tagged.  With ``reuse``, a
+    task whose fingerprint matches a completed task of an earlier run is taken
+    from it by reference instead of running (see docs/reuse.md).
     """
     graph = prepare(flow)
     values = params_mod.resolve(flow, given_params or {}, _base_dirs(flow))
@@ -93,8 +109,8 @@ def start_run(
     meta = MetadataStore(root)
     blobs = BlobStore(root)
     user = username()
-    run_number = meta.new_run(flow.name, user, user_tags, system_tags(user),
-                              params_mod.display_values(values), source=flow.path)
+    shown = params_mod.display_values(values)
+    run_number = meta.new_run(flow.name, user, user_tags, system_tags(user), shown, source=flow.path)
     with _failing_run(meta, flow.name, run_number):
         record_run_environment(meta, flow.name, run_number, flow_environment(flow, with_metaflow=False))
         write_run_id(run_id_file, run_number)
@@ -103,7 +119,8 @@ def start_run(
         first = _record_parameters(meta, flow.name, run_number, refs)
     ctx = RunContext(flow=flow, graph=graph, meta=meta, root=str(root), run_number=run_number,
                      parameter_names=list(values), namespace=namespace or default_namespace(), username=user,
-                     tags=user_tags, cwd=os.getcwd(), max_workers=max_workers)
+                     tags=user_tags, cwd=os.getcwd(), max_workers=max_workers,
+                     fingerprints=Fingerprints(meta, flow, str(root), list(values), shown, reuse))
     return _execute(runtime, ctx, first, observer)
 
 
@@ -225,7 +242,8 @@ def start_resume(
                      parameter_names=[s.var for s in flow.parameters], namespace=default_namespace(),
                      username=user, tags=user_tags, cwd=os.getcwd(), origin_run_id=origin.run_number,
                      max_workers=max_workers, clone_from=clone_from, rerun_steps=rerun,
-                     param_refs=override_refs)
+                     param_refs=override_refs,
+                     fingerprints=Fingerprints(meta, flow, str(root), [s.var for s in flow.parameters], shown))
     return _execute(runtime, ctx, first, observer)
 
 

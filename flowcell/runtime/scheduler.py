@@ -19,6 +19,7 @@ from ..store.metadata import MetadataStore, TaskRecord
 from .kernels import KernelPool
 from ..protocol import Frame, JoinInput, NodeSpec
 from .recording import record_outcome, record_stopped
+from .reuse import Fingerprints
 from .task import EventSink, TaskOutcome, TaskRequest, execute_task
 
 
@@ -82,6 +83,8 @@ class RunContext:
     rerun_steps: set[str] = field(default_factory=set)
     #: Parameter artifacts every executed task sees (resume may override values).
     param_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Records each executed task's fingerprint; with reuse on, finds tasks to take by reference.
+    fingerprints: Fingerprints | None = None
 
 
 @dataclass
@@ -141,9 +144,10 @@ class Scheduler:
                     for p in self._route(target, t, t.stack + [Frame("split", t.step, i, n)])]
         if node.type == "foreach":
             n = outcome.num_splits if outcome and outcome.num_splits is not None else 0
+            items = (outcome.split_items if outcome else None) or [None] * n
             return [p for i in range(n)
-                    for p in self._route(node.out_funcs[0], t,
-                                         t.stack + [Frame("foreach", t.step, i, n, node.foreach_param)])]
+                    for p in self._route(node.out_funcs[0], t, t.stack + [
+                        Frame("foreach", t.step, i, n, node.foreach_param, items[i] if i < len(items) else None)])]
         if node.type == "split-switch":
             value = outcome.switch_value if outcome else None
             return self._route(node.switch_cases[str(value)], t, t.stack)
@@ -188,23 +192,39 @@ class Scheduler:
             req.inputs = {**pending.parents[0].artifacts, **ctx.param_refs}
         return req
 
-    def _clone(self, pending: Pending, origin: TaskRecord) -> Done:
-        """Resume: record the origin's successful task in this run, by reference."""
+    def _clone(self, pending: Pending, origin: TaskRecord, artifacts: dict[str, dict[str, Any]] | None = None,
+               transition: dict[str, Any] | None = None, how: str = "cloned") -> Done:
+        """Record the origin's successful task in this run, by reference (resume; reuse with ``how="reused"``)."""
         ctx = self.ctx
         task_id = ctx.meta.new_task(
             ctx.flow.name, ctx.run_number, pending.step, [f.to_json() for f in pending.stack],
             [p.task_id for p in pending.parents], origin=origin.pathspec,
         )
-        artifacts = ctx.meta.artifacts(origin.flow, origin.run_number, origin.task_id)
+        if artifacts is None:
+            artifacts = ctx.meta.artifacts(origin.flow, origin.run_number, origin.task_id)
+        if transition is None:
+            transition = {k: v for k, v in (origin.transition or {}).items() if k != "reused"} or None
         ctx.meta.finish_task(ctx.flow.name, ctx.run_number, task_id, "completed", artifacts,
-                             origin.stdout, origin.stderr, transition=origin.transition)
-        transition = origin.transition or {}
+                             origin.stdout, origin.stderr, transition=transition)
+        transition = transition or {}
         outcome = TaskOutcome(status="ok", attempt=origin.attempt, artifacts=artifacts,
-                              num_splits=transition.get("num_splits"), switch_value=transition.get("switch_value"))
+                              num_splits=transition.get("num_splits"), switch_value=transition.get("switch_value"),
+                              split_items=transition.get("items"))
         pathspec = f"{ctx.flow.name}/{ctx.run_number}/{pending.step}/{task_id}"
-        self.emit("task_finished", {"status": "completed", "duration": 0.0, "cloned": origin.pathspec,
+        self.emit("task_finished", {"status": "completed", "duration": 0.0, how: origin.pathspec,
                                     "pathspec": pathspec, "step": pending.step, "error": None})
         return Done(pending.step, task_id, pathspec, artifacts, pending.stack, outcome)
+
+    def _reuse(self, pending: Pending) -> Done | None:
+        """With reuse on: take the task from an earlier run when its fingerprint matches."""
+        fps = self.ctx.fingerprints
+        if fps is None or not fps.reuse:
+            return None
+        req = self.request(pending, 0)
+        found = fps.find(self.ctx.run_number, pending.step, pending.stack, req.inputs or {}, req.join_inputs)
+        if found is None:
+            return None
+        return self._clone(pending, found.origin, found.artifacts, {**found.transition, "reused": True}, "reused")
 
     async def _run_task(self, pending: Pending) -> Done:
         ctx = self.ctx
@@ -212,6 +232,9 @@ class Scheduler:
             origin = ctx.clone_from.get((pending.step, stack_key(pending.stack)))
             if origin is not None:
                 return self._clone(pending, origin)
+        reused = self._reuse(pending)
+        if reused is not None:
+            return reused
         task_id = ctx.meta.new_task(
             ctx.flow.name, ctx.run_number, pending.step, [f.to_json() for f in pending.stack],
             [p.task_id for p in pending.parents],
@@ -234,6 +257,9 @@ class Scheduler:
             raise
         status = record_outcome(ctx.meta, ctx.flow.name, ctx.run_number, task_id, outcome,
                                 ctx.graph[pending.step].type == "join")
+        if ctx.fingerprints is not None:
+            ctx.fingerprints.record(ctx.run_number, task_id, pending.step, pending.stack, req.inputs or {},
+                                    req.join_inputs, outcome)
         error = outcome.error.to_dict() if outcome.error else None
         emit("task_finished", {"status": status, "duration": time.time() - started, "error": error,
                                "created": outcome.created, "changed": outcome.changed})

@@ -11,7 +11,8 @@ from typing import Any
 from .._exception_value import FAILURE_HANDLED_BY_CATCH
 from ..errors import KernelDiedError
 from ..model import Expression, FlowSource, StepCell
-from ..protocol import CARD_MIME, CaughtException, RESULT_MIME, CardSpec, CellCode, JoinInput, NodeSpec, TaskError, TaskResult, TaskSpec
+from ..protocol import (CARD_MIME, RESULT_MIME, CardSpec, CaughtException, CellCode, JoinInput, NodeSpec, ReadSet,
+                        TaskError, TaskResult, TaskSpec)
 from ..store.blobs import BlobStore
 from ..store.serialize import dump_artifact
 from .kernels import ChildKernel, KernelLost, KernelPool
@@ -120,6 +121,10 @@ class TaskOutcome:
     damage: list[str] = field(default_factory=list)
     #: Processes the task started that were still running when it ended, and were ended with it.
     ended_processes: list[str] = field(default_factory=list)
+    #: What the task read and wrote (its fingerprint's data half), when it reported it.
+    read_set: ReadSet | None = None
+    #: A foreach parent's per-item digests.
+    split_items: list[str | None] | None = None
 
     @property
     def ok(self) -> bool:
@@ -188,6 +193,7 @@ async def run_in_kernel(
         outcome.changed, outcome.deleted, outcome.error, outcome.caught = r.changed, r.deleted, r.error, r.caught
         outcome.cards, outcome.num_splits, outcome.switch_value = r.cards, r.num_splits, r.switch_value
         outcome.damage, outcome.ended_processes = r.damage, r.ended_processes
+        outcome.read_set, outcome.split_items = r.read_set, r.split_items
     elif shown_error:
         outcome.error = shown_error[0]
     else:

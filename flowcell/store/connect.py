@@ -73,6 +73,12 @@ MIGRATIONS = [
     "ALTER TABLE tasks ADD COLUMN stdout_blob TEXT; ALTER TABLE tasks ADD COLUMN stderr_blob TEXT;",
     # 2: each run records the process that runs it, so readers can tell a crashed run.
     "ALTER TABLE runs ADD COLUMN owner TEXT;",
+    # 3: each executed task's fingerprint (flowcell/fingerprint.py), looked up by reuse.
+    "CREATE TABLE IF NOT EXISTS task_fingerprints (flow TEXT NOT NULL, run_number INTEGER NOT NULL,"
+    " task_id INTEGER NOT NULL, step TEXT NOT NULL, code TEXT NOT NULL, split TEXT NOT NULL DEFAULT '',"
+    " digest TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (flow, run_number, task_id));"
+    "CREATE INDEX IF NOT EXISTS task_fingerprints_by_code ON task_fingerprints"
+    " (flow, step, code, split, run_number);",
 ]
 
 
