@@ -16,6 +16,8 @@ from typing import Any
 
 STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "crashed": "#9a6700", "running": "#0969da",
                  "never": "#8c959f"}
+#: The outline of a step that is stale against the latest run (dashed).
+STALE_COLOR = "#bf8700"
 EDGE_KINDS = ("linear", "branch", "foreach", "join", "conditional")
 
 
@@ -34,12 +36,17 @@ def _edge_kind(graph: Any, source: str, target: str) -> tuple[str, str]:
 
 
 def graph_model(graph: Any, statuses: dict[str, str | None] | None = None,
-                timing: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Nodes and typed edges of a :class:`~flowcell.graph.FlowGraph`, as JSON."""
-    statuses, timing = statuses or {}, timing or {}
+                timing: dict[str, dict[str, Any]] | None = None,
+                stale: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Nodes and typed edges of a :class:`~flowcell.graph.FlowGraph`, as JSON.
+
+    ``stale`` maps steps that are stale against the latest run to the reasons
+    (:mod:`flowcell.staleness`); those nodes carry them as ``stale``.
+    """
+    statuses, timing, stale = statuses or {}, timing or {}, stale or {}
     names = list(graph.sorted_nodes())
     nodes = [{"id": n, "type": graph[n].type or "linear", "status": statuses.get(n) or "never",
-              **timing.get(n, {})} for n in names]
+              **timing.get(n, {}), **({"stale": list(stale[n])} if stale.get(n) else {})} for n in names]
     edges = []
     for n in names:
         for out in graph[n].out_funcs:
@@ -127,9 +134,10 @@ def _fmt_seconds(s: float) -> str:
 
 
 def flow_graph_svg(graph: Any, statuses: dict[str, str | None] | None = None,
-                   timing: dict[str, dict[str, Any]] | None = None) -> str:
-    """The flow's DAG as a self-contained SVG, each step coloured by its last status."""
-    return model_svg(graph_model(graph, statuses, timing))
+                   timing: dict[str, dict[str, Any]] | None = None,
+                   stale: dict[str, list[str]] | None = None) -> str:
+    """The flow's DAG as a self-contained SVG, each step coloured by its last status (stale ones dashed)."""
+    return model_svg(graph_model(graph, statuses, timing, stale))
 
 
 def model_svg(model: dict[str, Any]) -> str:
@@ -154,14 +162,20 @@ def model_svg(model: dict[str, Any]) -> str:
         x = cx - BOX_W / 2
         color = STATUS_COLORS.get(node["status"], STATUS_COLORS["never"])
         status = "never run" if node["status"] == "never" else node["status"]
-        title = html.escape(f"{node['id']}: {node['type']}, {status}")
+        title = html.escape(f"{node['id']}: {node['type']}, {status}"
+                            + (f"; stale: {'; '.join(node['stale'])}" if node.get("stale") else ""))
         sub = _fmt_seconds(node["duration"]) if node.get("duration") is not None else node["type"]
         if node.get("tasks", 1) > 1:
             sub += f" · {node['tasks']} tasks"
+        outline = f"stroke='{color}'"
+        if node.get("stale"):
+            sub = f"stale · {sub}"
+            outline = f"stroke='{STALE_COLOR}' stroke-dasharray='5,3'"
         parts.append(
-            f"<g class='fc-step' data-step='{html.escape(node['id'])}'><title>{title}</title>"
+            f"<g class='fc-step{' fc-stale' if node.get('stale') else ''}' data-step='{html.escape(node['id'])}'>"
+            f"<title>{title}</title>"
             f"<rect x='{x:.0f}' y='{y:.0f}' width='{BOX_W}' height='{BOX_H}' rx='6' fill='white' "
-            f"stroke='{color}' stroke-width='2'/><circle cx='{x + 14:.0f}' cy='{y + 14:.0f}' r='5' fill='{color}'/>"
+            f"{outline} stroke-width='2'/><circle cx='{x + 14:.0f}' cy='{y + 14:.0f}' r='5' fill='{color}'/>"
             f"<text x='{x + 26:.0f}' y='{y + 18:.0f}' font-weight='600'>{html.escape(node['id'])}</text>"
             f"<text x='{x + 26:.0f}' y='{y + 33:.0f}' font-size='11' fill='#57606a'>{html.escape(sub)}</text></g>")
     parts.append("</svg>")

@@ -18,6 +18,8 @@ from .graphmodel import graph_model, model_svg
 
 #: What the widget draws: the flow's name, its FlowGraph and each step's last status.
 GraphSource = Callable[[], tuple[str, Any, dict[str, str | None]]]
+#: The steps stale against the latest run, with the reasons (marked on the graph).
+StaleSource = Callable[[], dict[str, list[str]]]
 
 
 class FlowGraph(FlowcellWidget):
@@ -27,8 +29,9 @@ class FlowGraph(FlowcellWidget):
     graph = traitlets.Dict().tag(sync=True)
     step_detail = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, source: GraphSource) -> None:
+    def __init__(self, source: GraphSource, stale: StaleSource | None = None) -> None:
         self._source = source
+        self._stale = stale
         self._handle: Any = None
         super().__init__(kind="graph")
         self.refresh()
@@ -42,7 +45,7 @@ class FlowGraph(FlowcellWidget):
     def refresh(self) -> None:
         """Re-read the graph and the statuses (after a step is registered, spun or run)."""
         name, graph, statuses = self._source()
-        model = graph_model(graph, statuses)
+        model = graph_model(graph, statuses, stale=self._stale() if self._stale else None)
         if (name, model) == (self.flow, self.graph):
             return
         self.flow, self.graph = name, model

@@ -109,10 +109,12 @@ def run_graph(tasks: list[TaskRecord]) -> dict[str, Any]:
         started = min(t.created_at for t in ts)
         ends = [t.finished_at for t in ts if t.finished_at is not None]
         done = len(ends) == len(ts)
+        reused = sum(1 for t in ts if t.origin)
         nodes.append({"id": name, "status": _step_status(ts), "tasks": len(ts),
                       "type": "join" if (ts[0].transition or {}).get("join") else
                       ("end" if name not in out_steps else "linear"),
-                      "duration": (max(ends) - started) if done and ends else None})
+                      "duration": (max(ends) - started) if done and ends else None,
+                      **({"reused": reused} if reused else {})})
     return {"nodes": nodes, "edges": list(edges.values())}
 
 

@@ -134,9 +134,12 @@ export class Bridge implements IDisposable {
         node = document.createElement('div');
         this._badges.set(cell, node);
       }
-      const { text, cls } = badge(header.name, this.state?.steps[header.name]);
+      const { text, cls, title } = badge(header.name, this.state?.steps[header.name], this.state?.stale);
       if (node.textContent !== text) {
         node.textContent = text;
+      }
+      if (node.title !== title) {
+        node.title = title;
       }
       // Touch the DOM only where something changed: this runs after every pause in typing.
       if (node.className !== `fc-badge ${cls}`) {

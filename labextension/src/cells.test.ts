@@ -24,8 +24,20 @@ test('ignores other cells', () => {
 });
 
 test('badges and finding a step cell', () => {
-  assert.deepEqual(badge('train', 'completed'), { text: 'train · succeeded', cls: 'fc-status-completed' });
-  assert.deepEqual(badge('train', undefined), { text: 'train · never run', cls: 'fc-status-never' });
+  assert.deepEqual(badge('train', 'completed'), { text: 'train · succeeded', cls: 'fc-status-completed', title: '' });
+  assert.deepEqual(badge('train', undefined), { text: 'train · never run', cls: 'fc-status-never', title: '' });
   assert.equal(findStepCell(['%load_ext flowcell', '%%step start\npass', '%%step end\npass'], 'end'), 2);
   assert.equal(findStepCell(['%%step start\npass'], 'nope'), -1);
+});
+
+test('a succeeded step that is stale says so, and why, in its tooltip', () => {
+  const stale = { run: '12', steps: { train: ['cell changed (+2 −1 lines)', 'upstream step `load` is stale'] } };
+  assert.deepEqual(badge('train', 'completed', stale), {
+    text: 'train · stale',
+    cls: 'fc-status-stale',
+    title: 'train is stale against run 12:\n• cell changed (+2 −1 lines)\n• upstream step `load` is stale'
+  });
+  // Running and failed steps show that first; a step with no reasons is not stale.
+  assert.equal(badge('train', 'failed', stale).cls, 'fc-status-failed');
+  assert.equal(badge('load', 'completed', stale).text, 'load · succeeded');
 });

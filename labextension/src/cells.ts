@@ -30,18 +30,34 @@ export function parseStepLine(source: string): StepHeader | null {
 
 export type StepStatus = 'never' | 'running' | 'completed' | 'failed';
 
+/** The steps that are stale against the flow's latest run, with the reasons (most specific first). */
+export interface StaleState {
+  run?: string | null;
+  steps?: Record<string, string[]>;
+}
+
 export interface FlowState {
   type: 'state';
   flow: string;
   steps: Record<string, StepStatus>;
   svg: string;
   runs: { id: string; pathspec: string; status: string; tags: string[] }[];
+  /** Steps stale against the latest run (absent from kernels older than the stale state). */
+  stale?: StaleState;
   /** flowcell's version in the kernel. */
   version?: string;
 }
 
-/** Badge text and CSS class for a step's status. */
-export function badge(name: string, status: StepStatus | undefined): { text: string; cls: string } {
+/**
+ * Badge text, CSS class and tooltip for a step's status. A step that succeeded but is
+ * stale against the latest run (its cell, module code, a parameter it read... changed)
+ * shows "stale", and the tooltip says why; running and failed steps keep their status.
+ */
+export function badge(
+  name: string,
+  status: StepStatus | undefined,
+  stale?: StaleState
+): { text: string; cls: string; title: string } {
   const label: Record<StepStatus, string> = {
     never: 'never run',
     running: 'running',
@@ -49,7 +65,12 @@ export function badge(name: string, status: StepStatus | undefined): { text: str
     failed: 'failed'
   };
   const s: StepStatus = status ?? 'never';
-  return { text: `${name} · ${label[s] ?? s}`, cls: `fc-status-${s}` };
+  const reasons = stale?.steps?.[name];
+  if (s === 'completed' && reasons && reasons.length) {
+    const title = [`${name} is stale against run ${stale?.run ?? '?'}:`, ...reasons.map(r => `• ${r}`)].join('\n');
+    return { text: `${name} · stale`, cls: 'fc-status-stale', title };
+  }
+  return { text: `${name} · ${label[s] ?? s}`, cls: `fc-status-${s}`, title: '' };
 }
 
 /** Index of the cell (in order) that declares `step`, or -1. */

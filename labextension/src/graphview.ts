@@ -55,6 +55,10 @@ export interface GraphNode {
   status: string;
   duration?: number | null;
   tasks?: number;
+  /** Why the step is stale against the latest run (absent or empty: up to date). */
+  stale?: string[];
+  /** Tasks of the step a run took from another run instead of executing them (reuse, resume). */
+  reused?: number;
 }
 
 export interface GraphEdge {
@@ -94,8 +98,14 @@ function subtitle(node: GraphNode): string {
   } else {
     parts.push(node.status === 'never' ? 'not run' : node.status);
   }
+  if (node.stale?.length) {
+    parts.unshift('stale');
+  }
   if ((node.tasks ?? 1) > 1) {
     parts.push(`${node.tasks} tasks`);
+  }
+  if (node.reused) {
+    parts.push(node.reused >= (node.tasks ?? 1) ? 'reused' : `${node.reused} reused`);
   }
   if (node.type && ['foreach', 'split', 'split-switch', 'join'].includes(node.type)) {
     parts.push({ foreach: 'foreach', split: 'branch', 'split-switch': 'switch', join: 'join' }[node.type] as string);
@@ -361,7 +371,7 @@ export class GraphView {
         continue;
       }
       const g = svg('g', {
-        class: `fc-node fc-node-${node.type ?? 'linear'} fc-status-${node.status}${this.options.selected === node.id ? ' fc-selected' : ''}`,
+        class: `fc-node fc-node-${node.type ?? 'linear'} fc-status-${node.status}${node.stale?.length ? ' fc-stale' : ''}${node.reused && node.reused >= (node.tasks ?? 1) ? ' fc-reused' : ''}${this.options.selected === node.id ? ' fc-selected' : ''}`,
         'data-step': node.id,
         transform: `translate(${box.x},${box.y})`,
         tabindex: 0
@@ -375,7 +385,8 @@ export class GraphView {
       g.appendChild(svg('rect', { width: 5, height: box.height - 12, x: 0, y: 6, rx: 2, class: 'fc-node-bar' }));
       g.appendChild(svg('text', { x: 16, y: 19, class: 'fc-node-name' }, document.createTextNode(node.id)));
       g.appendChild(svg('text', { x: 16, y: 35, class: 'fc-node-sub' }, document.createTextNode(subtitle(node))));
-      g.appendChild(svg('title', {}, document.createTextNode(`${node.id} (${node.type ?? 'step'}): ${node.status}`)));
+      const stale = node.stale?.length ? `\nstale:\n${node.stale.map(r => `• ${r}`).join('\n')}` : '';
+      g.appendChild(svg('title', {}, document.createTextNode(`${node.id} (${node.type ?? 'step'}): ${node.status}${stale}`)));
       g.addEventListener('click', ev => this.options.onStep?.(node.id, ev as MouseEvent));
       g.addEventListener('keydown', ev => {
         if ((ev as KeyboardEvent).key === 'Enter') {

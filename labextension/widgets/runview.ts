@@ -70,17 +70,17 @@ function tasksTable(ctx: RunViewContext): HTMLElement {
   const { run, state } = ctx;
   const tasks = state.step ? run.tasks.filter(t => t.step === state.step) : run.tasks;
   const rows = tasks.map(t => h('tr', {
-    class: `fc-click${ctx.detail?.pathspec === t.pathspec ? ' fc-selected' : ''}`,
+    class: `fc-click${t.origin ? ' fc-reused' : ''}${ctx.detail?.pathspec === t.pathspec ? ' fc-selected' : ''}`,
     onclick: () => ctx.onTask(t.pathspec)
   },
-  h('td', {}, status(t.status)),
+  h('td', {}, status(t.status), t.origin ? reusedChip(run, t.origin) : null),
   h('td', { class: 'fc-name' }, t.step),
   h('td', { class: 'fc-num' }, t.id),
   h('td', {}, t.foreach.map(f => h('span', { class: 'fc-chip' }, `#${f.index}`, f.value !== null && f.value !== undefined ? h('span', { class: 'fc-muted' }, ` ${f.value}`) : null))),
   h('td', { class: 'fc-num' }, t.attempt ? String(t.attempt + 1) : ''),
   h('td', {}, when(t.started)),
   h('td', { class: 'fc-num' }, seconds(t.duration)),
-  h('td', { class: 'fc-muted' }, t.origin ? `from ${t.origin}` : t.exception ?? '')));
+  h('td', { class: 'fc-muted' }, t.origin ? h('span', { class: 'fc-origin' }, `from ${t.origin}`) : t.exception ?? '')));
   const filter = state.step
     ? h('span', { class: 'fc-chip fc-filter' }, `step: ${state.step} `, h('button', { class: 'fc-link', onclick: () => { state.step = ''; ctx.rerender(); } }, '✕'))
     : h('span', { class: 'fc-muted' }, 'click a step in the graph to filter');
@@ -88,6 +88,18 @@ function tasksTable(ctx: RunViewContext): HTMLElement {
     h('div', { class: 'fc-table-scroll fc-tasks-scroll' },
       h('table', { class: 'fc-table' }, h('thead', {}, h('tr', {}, ['status', 'step', 'task', 'foreach', 'attempt', 'started', 'duration', ''].map(c => h('th', {}, c)))),
         h('tbody', {}, rows))));
+}
+
+/**
+ * The mark of a task the run did not execute: "cloned" when a resume took it from the
+ * run it resumed, "reused" when `--reuse` found an equal task (its origin in the title).
+ */
+export function reusedChip(run: { origin: string | null }, origin: string): HTMLElement {
+  const cloned = run.origin !== null && origin.split('/')[1] === run.origin;
+  return h('span', {
+    class: 'fc-chip fc-reused-chip',
+    title: `${cloned ? 'Cloned' : 'Reused'} from ${origin}: not executed in this run, its outputs taken by reference`
+  }, cloned ? 'cloned' : 'reused');
 }
 
 /**

@@ -10,6 +10,8 @@ export interface TimelineTask {
   finished: number | null;
   lane: number;
   foreach: { index: number; value?: string | null }[];
+  /** The task it was taken from, when the run reused or cloned it instead of executing it. */
+  origin?: string | null;
 }
 
 export function taskLabel(t: { step: string; foreach: { index: number; value?: string | null }[] }): string {
@@ -35,9 +37,9 @@ export function timeline(tasks: TimelineTask[], onTask: (pathspec: string) => vo
         const width = Math.max((((t.finished ?? now) - t.started) / span) * 100, 0.4);
         const label = taskLabel(t);
         return h('button', {
-          class: `fc-bar fc-status-${t.status}${selected === t.pathspec ? ' fc-selected' : ''}`,
+          class: `fc-bar fc-status-${t.status}${t.origin ? ' fc-reused' : ''}${selected === t.pathspec ? ' fc-selected' : ''}`,
           style: `left:${left}%;width:${width}%`,
-          title: `${label} — task ${t.id}, ${t.status}, ${seconds((t.finished ?? now) - t.started)}`,
+          title: `${label} — task ${t.id}, ${t.origin ? `reused from ${t.origin}` : `${t.status}, ${seconds((t.finished ?? now) - t.started)}`}`,
           onclick: () => onTask(t.pathspec)
         }, h('span', {}, label));
       });

@@ -1,0 +1,134 @@
+"""Why is this step stale? (issue 14.3): the words for a change, the marks on the graph, reused tasks in a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import make_flow, run
+from flowcell.sourcediff import (
+    describe_lines, describe_list_change, describe_module_change, line_changes, unified_diff,
+)
+
+# -- describing a change ----------------------------------------------------------
+
+
+def test_line_counts_of_a_changed_cell() -> None:
+    old = "rows = load()\nself.rows = rows\nself.next(self.end)\n"
+    new = "rows = load()\nrows = [r for r in rows if r]\nself.rows = sorted(rows)\nself.next(self.end)"
+    # One line replaced, one inserted; the missing final newline is no change.
+    assert line_changes(old, new) == (2, 1)
+    assert describe_lines(2, 1) == "+2 \u22121 lines"
+    assert describe_lines(1, 0) == "+1 \u22120 line"
+    assert line_changes("a = 1   \n\n", "a = 1") == (0, 0)
+
+
+def test_unified_diff_of_a_cell() -> None:
+    diff = unified_diff("x = 1\ny = 2\n", "x = 1\ny = 3\n", "F/3/train (run 3)", "train (notebook)")
+    assert diff.splitlines() == ["--- F/3/train (run 3)", "+++ train (notebook)", "@@ -1,2 +1,2 @@",
+                                 " x = 1", "-y = 2", "+y = 3"]
+    assert unified_diff("x = 1\n", "x = 1  \n", "a", "b") == ""
+
+
+def test_module_code_changes_are_named_by_definition() -> None:
+    old = {"import csv": "a", "def clean": "b", "THRESHOLD": "c", "class Model": "d"}
+    assert describe_module_change(old, dict(old)) is None
+    # Moving a definition is no change; changing one names it.
+    moved = {"def clean": "b", "import csv": "a", "class Model": "d", "THRESHOLD": "c"}
+    assert describe_module_change(old, moved) is None
+    assert describe_module_change(old, {**old, "def clean": "B"}) == "module code changed (`def clean`)"
+    grown = {**old, "THRESHOLD": "C", "def extra": "e"}
+    del grown["class Model"]
+    assert describe_module_change(old, grown) == \
+        "module code changed (`THRESHOLD`; added `def extra`; removed `class Model`)"
+    many = {f"def f{i}": "x" for i in range(5)}
+    assert describe_module_change(many, {k: "y" for k in many}) == \
+        "module code changed (`def f0`, `def f1`, `def f2` and 2 more)"
+
+
+def test_decorator_changes() -> None:
+    assert describe_list_change("decorators", ["@retry(times=2)"], ["@retry(times=2)"]) is None
+    assert describe_list_change("decorators", ["@retry(times=2)"], ["@retry(times=3)"]) == \
+        "decorators changed (@retry(times=2) \u2192 @retry(times=3))"
+    assert describe_list_change("decorators", [], ["@card"]) == "decorators changed (none \u2192 @card)"
+
+
+# -- the flow graph marks stale steps ---------------------------------------------
+
+GRAPH = "%%step start\nself.next(self.train)\n%%step train\nself.next(self.end)\n%%step end\npass"
+
+
+def test_graph_model_and_svg_mark_stale_steps_with_their_reasons() -> None:
+    from flowcell.graph import build_graph
+    from flowcell.widgets.graphmodel import flow_graph_svg, graph_model
+
+    graph = build_graph(make_flow(GRAPH))
+    reasons = {"train": ["cell changed (+1 \u22121 lines)"], "end": ["upstream step `train` is stale"]}
+    statuses: dict[str, str | None] = {"start": "completed", "train": "completed", "end": "completed"}
+    nodes = {n["id"]: n for n in graph_model(graph, statuses, stale=reasons)["nodes"]}
+    assert "stale" not in nodes["start"]
+    assert nodes["train"]["stale"] == ["cell changed (+1 \u22121 lines)"]
+    svg = flow_graph_svg(graph, statuses, stale=reasons)
+    assert svg.count("fc-step fc-stale") == 2 and "stroke-dasharray='5,3'" in svg
+    assert "train: linear, completed; stale: cell changed (+1 \u22121 lines)" in svg
+    assert "fc-stale" not in flow_graph_svg(graph, statuses)
+
+
+def test_flow_graph_widget_carries_stale_marks_to_the_front_end() -> None:
+    from flowcell.graph import build_graph
+    from flowcell.widgets import FlowGraph
+
+    graph = build_graph(make_flow(GRAPH))
+    stale: dict[str, list[str]] = {}
+    widget = FlowGraph(lambda: ("TestFlow", graph, {"start": "completed", "train": "completed"}),
+                       stale=lambda: stale)
+    assert not any("stale" in n for n in widget.graph["nodes"])
+    stale["train"] = ["parameter alpha: 0.3 in run 2, default now 0.5"]
+    widget.refresh()  # after a cell is run again, the widget is redrawn with the new marks
+    nodes = {n["id"]: n for n in widget.graph["nodes"]}
+    assert nodes["train"]["stale"] == ["parameter alpha: 0.3 in run 2, default now 0.5"]
+    assert "fc-stale" in widget.fallback_html()
+
+
+# -- a run shows the tasks it did not execute --------------------------------------
+
+RESUMABLE = """
+%%flow ResumeFlow
+import os
+%%step start
+self.items = [1, 2, 3]
+self.next(self.each, foreach="items")
+%%step each
+self.value = self.input * 10
+self.next(self.join)
+%%step join(inputs)
+if os.path.exists("FAIL_JOIN"):
+    raise ValueError("join fails")
+self.total = sum(i.value for i in inputs)
+self.next(self.end)
+%%step end
+pass
+"""
+
+
+def test_run_view_marks_reused_tasks_with_their_origin(runtime: Any, tmp_path: Any) -> None:
+    from flowcell.client import Run
+    from flowcell.runtime.runs import start_resume
+    from flowcell.store.metadata import MetadataStore
+    from flowcell.widgets.runview import run_view
+
+    flag = tmp_path / "FAIL_JOIN"  # tasks run in the test's working directory
+    flag.touch()
+    first, _, _ = run(runtime, RESUMABLE, name="ResumeFlow")
+    assert first.status == "failed"
+    flag.unlink()
+    resumed = start_resume(runtime, make_flow(RESUMABLE), None, None, {})
+    assert resumed.status == "completed"
+    meta = MetadataStore(resumed.root)
+    view = run_view(meta, Run._open(resumed.pathspec, resumed.root)._record)
+    nodes = {n["id"]: n for n in view["graph"]["nodes"]}
+    # start and the three splits were taken from run 1; join and end ran.
+    assert nodes["start"]["reused"] == 1 and nodes["each"]["reused"] == 3 and nodes["each"]["tasks"] == 3
+    assert "reused" not in nodes["join"] and "reused" not in nodes["end"]
+    origins = {t["step"]: t["origin"] for t in view["tasks"]}
+    assert origins["start"].startswith("ResumeFlow/1/start/") and origins["join"] is None
+    assert view["reused"] == 4 and view["origin"] == "1"
