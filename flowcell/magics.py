@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -507,6 +508,11 @@ def load(ipython: Any) -> None:
     # Warm the pool in the background now, so the first run or spin finds kernels ready.
     magics.runtime  # noqa: B018
     magics.bridge.open()
+    # The first widget of a kernel would otherwise pay for importing anywidget and ipywidgets
+    # (0.1-0.5 s): import them now, off the main thread, while the user reads or types.
+    from .widgets import warm
+
+    threading.Thread(target=warm, name="flowcell-warm-widgets", daemon=True).start()
 
 
 def unload(ipython: Any) -> None:

@@ -41,6 +41,7 @@ class RecordingComm:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.opened = kwargs  # what comm_open carried: the widget's first state
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -62,7 +63,7 @@ def comms(monkeypatch: pytest.MonkeyPatch) -> list[RecordingComm]:
     made: list[RecordingComm] = []
 
     def create(**kwargs: Any) -> RecordingComm:
-        made.append(RecordingComm())
+        made.append(RecordingComm(**kwargs))
         return made[-1]
 
     monkeypatch.setattr(comm, "create_comm", create)
@@ -135,6 +136,18 @@ def test_run_browser_table_pages_sorts_and_filters_through_the_comm(private_stor
     text = browser.fallback_text()
     assert "F/41" in text and "(20 of 45 runs)" in text
     assert "<table" in browser.fallback_html() and "F/41" in browser.fallback_html()
+
+
+def test_the_first_page_of_runs_goes_out_with_the_widgets_comm_open(private_store: Any,
+                                                                    comms: list[RecordingComm]) -> None:
+    """Issue 17: the table paints with its rows at once, not empty and then filled by a second message."""
+    from flowcell.widgets import RunBrowser
+
+    _fill(MetadataStore(private_store), "F", 45)
+    RunBrowser("F", namespace=None, tags=("rare",))
+    state = next(c.opened["data"]["state"] for c in comms if c.opened["data"]["state"].get("kind") == "runs")
+    assert state["total"] == 1 and [r["id"] for r in state["rows"]] == ["25"]
+    assert sent_state(comms, "rows") == [], "no second message was needed for the first page"
 
 
 def test_run_view_graph_timeline_tasks_detail_and_compare(runtime: Any, comms: list[RecordingComm]) -> None:

@@ -229,3 +229,39 @@ def test_notebook_shows_widgets_cards_graph_with_fallbacks(tmp_path: Path) -> No
     assert any("image/svg+xml" in o.get("data", {}) for o in nb.cells[-2].outputs)
     browser = nb.cells[-1].outputs[0]["data"]
     assert "text/html" in browser and "CardFlow/1" in browser["text/plain"]
+
+
+def test_loading_the_extension_imports_the_widget_libraries_in_the_background(tmp_path: Path) -> None:
+    """Issue 17: the first %flow_runs of a kernel does not pay for importing anywidget and ipywidgets;
+    %load_ext flowcell starts importing them on a thread while the user reads or types."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))  # no TCP port
+    km.start_kernel(cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+
+        def run_code(code: str) -> str:
+            out: list[str] = []
+
+            def hook(msg: dict[str, Any]) -> None:
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] == "error":
+                    out.append("ERROR " + msg["content"]["evalue"])
+
+            kc.execute_interactive(code, output_hook=hook, timeout=120)
+            return "".join(out)
+
+        check = "import sys; print(sorted(m for m in ('anywidget', 'ipywidgets', 'flowcell.widgets.runs') if m in sys.modules))"
+        assert run_code(check).strip() == "[]", "a fresh kernel has not imported them"
+        loaded = run_code("%load_ext flowcell\n%flowcell autospin off\nimport threading\n"
+                          "warmers = [t for t in threading.enumerate() if t.name == 'flowcell-warm-widgets']\n"
+                          "[t.join(60) for t in warmers]\nprint(len(warmers))")
+        assert loaded.splitlines()[-1] in ("0", "1"), loaded  # 0: it had already finished
+        assert run_code(check).strip() == "['anywidget', 'flowcell.widgets.runs', 'ipywidgets']"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

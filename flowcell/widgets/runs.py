@@ -23,6 +23,12 @@ from .runview import compare_runs, run_rows, run_view, task_detail
 _ALL = object()
 
 
+def _query_tags(tag_filter: list[str], namespace: str) -> tuple[str, ...]:
+    # User tags first: the store drives its query by the first tag's index.
+    tags = tuple(t.strip() for t in tag_filter if t.strip())
+    return tags + ((namespace.strip(),) if namespace.strip() else ())
+
+
 class RunBrowser(FlowcellWidget):
     """Runs of one flow → a run (graph, timeline, tasks) → a task (artifacts, logs, cards, exception)."""
 
@@ -51,8 +57,14 @@ class RunBrowser(FlowcellWidget):
             namespace = get_namespace()
         self._root = root or current_root()
         kwargs.setdefault("kind", "runs")
-        super().__init__(flow=flow, namespace=str(namespace or ""), tag_filter=list(tags), **kwargs)
-        self.refresh()
+        # The first page goes out with the widget's own comm_open, so the table paints
+        # with its rows at once (not empty, then filled by a second message).
+        ns = str(namespace or "")
+        rows, total, error = self._page(flow, _query_tags(list(tags), ns), kwargs.get("status_filter", ""),
+                                        kwargs.get("sort", "id"), kwargs.get("descending", True),
+                                        kwargs.get("page", 0), kwargs.get("page_size", 20))
+        super().__init__(flow=flow, namespace=ns, tag_filter=list(tags), rows=rows, total=total, error=error,
+                         **kwargs)
         self.observe(lambda _: self._filters_changed(), names=["namespace", "tag_filter", "status_filter"])
         self.observe(lambda _: self.refresh(), names=["sort", "descending", "page", "page_size"])
         self.observe(lambda _: self._run_selected(), names=["selected"])
@@ -66,9 +78,7 @@ class RunBrowser(FlowcellWidget):
         return stores_for(self._root)[0]
 
     def _tags(self) -> tuple[str, ...]:
-        # User tags first: the store drives its query by the first tag's index.
-        tags = tuple(t.strip() for t in self.tag_filter if t.strip())
-        return tags + ((self.namespace.strip(),) if self.namespace.strip() else ())
+        return _query_tags(self.tag_filter, self.namespace)
 
     def _filters_changed(self) -> None:
         if self.page:
@@ -78,12 +88,17 @@ class RunBrowser(FlowcellWidget):
 
     def refresh(self) -> None:
         """Re-read the current page of runs (one COUNT and one LIMIT/OFFSET query)."""
+        self.rows, self.total, self.error = self._page(self.flow, self._tags(), self.status_filter, self.sort,
+                                                       self.descending, self.page, self.page_size)
+
+    def _page(self, flow: str, tags: tuple[str, ...], status: str, sort: str, descending: bool, page: int,
+              size: int) -> tuple[list[dict[str, Any]], int, str]:
+        """One page of runs, their total and an error message (empty when the query worked)."""
         try:
-            self.rows, self.total = run_rows(self._meta, self.flow, self._tags(), self.status_filter or None,
-                                             self.sort, self.descending, self.page, self.page_size)
-            self.error = ""
+            rows, total = run_rows(self._meta, flow, tags, status or None, sort, descending, page, size)
+            return rows, total, ""
         except (FlowcellError, ValueError) as exc:
-            self.rows, self.total, self.error = [], 0, str(exc)
+            return [], 0, str(exc)
 
     def _record(self, run_id: str) -> Any:
         try:
