@@ -77,6 +77,10 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
     if with_step:
         parser.add_argument("step", nargs="?", help="step to resume from (default: the first failed step)")
         parser.add_argument("--origin-run-id", help="run to resume (default: the latest)")
+    else:
+        parser.add_argument("--reuse", action="store_true",
+                            help="take tasks whose fingerprint is unchanged from earlier runs instead of running "
+                                 "them (see docs/reuse.md)")
     _common(parser)
     on = None
     if not with_step:
@@ -88,6 +92,8 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")
     if on == "metaflow":
+        if getattr(args, "reuse", False):
+            parser.error("--reuse takes tasks from earlier flowcell runs; it does not apply to --on metaflow")
         return _run_on_metaflow(args, params, mf_options)
     runtime, owned = _runtime(min(args.max_workers, 2))
     try:
@@ -106,7 +112,8 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
                 raise FlowcellError(exc.advice(f"flowcell resume {shlex.quote(args.notebook)} {exc.step}")) from None
         else:
             result = start_run(runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
-                               run_id_file=args.run_id_file, observer=observer, namespace=args.namespace)
+                               run_id_file=args.run_id_file, observer=observer, namespace=args.namespace,
+                               reuse=args.reuse)
     finally:
         if owned:
             runtime.close()
@@ -115,7 +122,8 @@ def _run_like(prog: str, argv: list[str], with_step: bool) -> int:
 
         _emit_json(run_summary(result))
     else:
-        print(f"{result.pathspec} {result.status}", file=sys.stderr)
+        reused = result.reuse_summary()
+        print(f"{result.pathspec} {result.status}{'; ' + reused if reused else ''}", file=sys.stderr)
     return 0 if result.status == "completed" else 1
 
 

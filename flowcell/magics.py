@@ -26,6 +26,7 @@ class FlowcellMagics(Magics):
     """Magics that turn notebook cells into a flow and run it."""
 
     autospin = Bool(True, help="Spin a %%step cell when it is executed and inputs exist.").tag(config=True)
+    reuse = Bool(False, help="%run_flow takes unchanged tasks from earlier runs (as --reuse).").tag(config=True)
     max_workers = Int(4, help="Tasks of a run that execute at once.").tag(config=True)
     pool_size = Int(2, help="Child kernels kept warm.").tag(config=True)
 
@@ -343,6 +344,8 @@ class FlowcellMagics(Magics):
         parser.add_argument("--max-workers", type=int, default=self.max_workers)
         parser.add_argument("--run-id-file")
         parser.add_argument("--namespace")
+        if not with_step:
+            parser.add_argument("--reuse", action="store_true", default=self.reuse)
         try:
             return params, parser.parse_args(rest)
         except (argparse.ArgumentError, SystemExit) as exc:
@@ -369,7 +372,7 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def run_flow(self, line: str) -> Any:
-        """%run_flow [--PARAM VALUE ...] [--tag T ...] [--max-workers N] [--run-id-file F] [--namespace NS]
+        """%run_flow [--PARAM VALUE ...] [--tag T ...] [--max-workers N] [--run-id-file F] [--namespace NS] [--reuse]
         [--on metaflow [--with DECO ...] [--config NAME FILE] [--branch B] [--production]]"""
         from .runtime.runs import start_run
 
@@ -386,12 +389,15 @@ class FlowcellMagics(Magics):
         if on == "metaflow":
             from .metaflow_runs import run_on_metaflow
 
+            if "--reuse" in argv:
+                raise UsageError("--reuse takes tasks from earlier flowcell runs; it does not apply to --on metaflow.")
+
             return self._finish_run(lambda observer: run_on_metaflow(
                 flow, params, tags=args.tag, max_workers=args.max_workers, run_id_file=args.run_id_file,
                 options=mf_options, observer=observer, namespace=args.namespace))
         return self._finish_run(lambda observer: start_run(
             self.runtime, flow, params, tags=args.tag, max_workers=args.max_workers,
-            run_id_file=args.run_id_file, observer=observer, namespace=args.namespace))
+            run_id_file=args.run_id_file, observer=observer, namespace=args.namespace, reuse=args.reuse))
 
     def _finish_run(self, start: Any) -> Any:
         """Run with live progress; return the Run, or raise with the failed task's traceback."""
@@ -415,6 +421,9 @@ class FlowcellMagics(Magics):
             raise RunFailed(f"Run {result.pathspec} failed; `%resume` re-runs it from the failed step.",
                             run=run, failure=failure)
         self._redraw_graph()
+        reused = getattr(result, "reuse_summary", None)
+        if reused is not None and reused():
+            print(f"{result.pathspec}: {reused()}")
         self._show_cards(run)
         return run
 
@@ -479,11 +488,11 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def flowcell(self, line: str) -> None:
-        """%flowcell autospin on|off | %flowcell status"""
+        """%flowcell autospin on|off | %flowcell reuse on|off | %flowcell status"""
         parts = line.split()
-        if parts[:1] == ["autospin"] and len(parts) == 2 and parts[1] in ("on", "off"):
-            self.autospin = parts[1] == "on"
-            print(f"autospin {'on' if self.autospin else 'off'}")
+        if parts[:1] in (["autospin"], ["reuse"]) and len(parts) == 2 and parts[1] in ("on", "off"):
+            setattr(self, parts[0], parts[1] == "on")
+            print(f"{parts[0]} {parts[1]}")
             return
         if parts[:1] == ["status"]:
             from . import config
@@ -494,7 +503,7 @@ class FlowcellMagics(Magics):
                 print(f"  {line}")
             print(f"store: {config.find_store_root(flow.path)} ({config.root_reason(flow.path)})")
             return
-        raise UsageError("Usage: %flowcell autospin on|off, or %flowcell status")
+        raise UsageError("Usage: %flowcell autospin on|off, %flowcell reuse on|off, or %flowcell status")
 
 
 _instances: dict[int, FlowcellMagics] = {}

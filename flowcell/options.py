@@ -114,7 +114,7 @@ def spin_overrides(artifacts_module: str | None, artifacts: str | dict[str, Any]
 
 #: Options of ``run``/``resume`` that take a value (everything else ``--NAME VALUE`` is a parameter).
 RUN_OPTIONS = frozenset({"--tag", "--max-workers", "--run-id-file", "--namespace", "--origin-run-id", "--root"})
-RUN_FLAGS = frozenset({"--quiet", "--json", "--help"})
+RUN_FLAGS = frozenset({"--quiet", "--json", "--help", "--reuse"})
 
 
 def split_params(

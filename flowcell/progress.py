@@ -26,6 +26,8 @@ class RunState:
     first_start: dict[str, float] = field(default_factory=dict)
     last_end: dict[str, float] = field(default_factory=dict)
     errors: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: ``(pathspec, origin)`` of tasks taken from an earlier run (``--reuse``).
+    reused: list[tuple[str, str]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     status: str = "running"
 
@@ -40,6 +42,8 @@ class RunState:
             bucket = self.done if p["status"] == "completed" else self.failed
             bucket[p["step"]] = bucket.get(p["step"], 0) + 1
             self.last_end[p["step"]] = time.time()
+            if p.get("reused"):
+                self.reused.append((p["pathspec"], p["reused"]))
             if p["status"] != "completed" and p.get("error") and not p.get("stopped"):
                 self.errors.append((p["pathspec"], p["error"]))
         elif kind == "run_finished":
@@ -62,7 +66,9 @@ class RunState:
 
     def summary(self) -> str:
         done, running, failed = self.totals()
-        return f"{self.pathspec}: {done} tasks done, {running} running, {failed} failed, {self.elapsed:.1f}s"
+        reused = f" ({len(self.reused)} reused)" if self.reused else ""
+        return (f"{self.pathspec}: {done} tasks done{reused}, {running} running, {failed} failed, "
+                f"{self.elapsed:.1f}s")
 
 
 class ConsoleProgress:
@@ -99,6 +105,8 @@ class ConsoleProgress:
         elif kind == "retry":
             self._write(f"[{p['pathspec']}] failed, retrying (attempt {p['attempt'] + 1})")
         elif kind == "task_finished" and self._bar is not None:
+            if p.get("reused"):
+                self._write(f"[{p['pathspec']}] reused {p['reused']} (unchanged)")
             self._bar.update(1)
             done, running, failed = self.state.totals()
             self._bar.set_postfix_str(f"{running} running, {failed} failed, last: {p['step']}")

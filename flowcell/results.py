@@ -37,7 +37,8 @@ def run_summary(result: Any) -> dict[str, Any]:
                  "line": failed.detail.get("line")}
     end = run.end_task
     return {"status": result.status, "pathspec": result.pathspec, "origin": run.origin_pathspec,
-            "artifacts": sorted(a.id for a in end.artifacts) if end else [], "error": error}
+            "artifacts": sorted(a.id for a in end.artifacts) if end else [], "error": error,
+            "reused": [{"pathspec": p, "origin": o} for p, o in getattr(result, "reused", [])]}
 
 
 def task_info(task: Any, tail_lines: int = TAIL_LINES) -> dict[str, Any]:

@@ -88,10 +88,12 @@ class Runner:
         self.flow = load_flow(self.path)
         self._spinner: Any = None
 
-    def run(self, tags: list[str] | None = None, **params: Any) -> _Result[ExecutingRun]:
+    def run(self, tags: list[str] | None = None, reuse: bool = False, **params: Any) -> _Result[ExecutingRun]:
+        """Run the flow; with ``reuse=True`` unchanged tasks are taken from earlier runs (docs/reuse.md)."""
         from .runtime.runs import start_run
 
-        result = start_run(shared_runtime(), self.flow, params, tags=tags, max_workers=self.max_workers)
+        result = start_run(shared_runtime(), self.flow, params, tags=tags, max_workers=self.max_workers,
+                           reuse=reuse)
         return _Result(ExecutingRun(result))
 
     def resume(self, step: str | None = None, origin_run_id: int | str | None = None,

@@ -29,6 +29,15 @@ from .task import TaskOutcome
 _stored_sources: set[tuple[str, str]] = set()
 
 
+def reuse_summary(reused: list[tuple[str, str]], total: int) -> str:
+    """``"reused 18 of 20 tasks (from run 12)"`` for ``(pathspec, origin)`` pairs; "" when none."""
+    if not reused:
+        return ""
+    runs = sorted({int(origin.split("/")[1]) for _, origin in reused})
+    where = f"run {runs[0]}" if len(runs) == 1 else "runs " + ", ".join(map(str, runs))
+    return f"reused {len(reused)} of {total} tasks (from {where})"
+
+
 def split_of(stack: list[Frame]) -> list[dict[str, Any]]:
     """The foreach frames of a task as its fingerprint records them."""
     return [{"step": f.step, "index": f.index, "item": f.item} for f in stack if f.kind == "foreach"]

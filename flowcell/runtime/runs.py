@@ -20,7 +20,7 @@ from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore, RunRecord
 from ..store.serialize import dump_artifact
 from .engine import Observer, Runtime
-from .reuse import Fingerprints
+from .reuse import Fingerprints, reuse_summary
 from .scheduler import Done, Pending, RunContext, Scheduler, stack_key
 
 
@@ -39,6 +39,10 @@ class RunResult:
     @property
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_number}"
+
+    def reuse_summary(self) -> str:
+        """``"reused 18 of 20 tasks (from run 12)"``, or "" when nothing was reused."""
+        return reuse_summary(self.reused, self.tasks)
 
 
 def _record_parameters(meta: MetadataStore, flow: str, run_number: int,
