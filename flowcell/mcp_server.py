@@ -97,14 +97,16 @@ class FlowcellTools:
         return {"flows": describe_path(target)}
 
     def run(self, notebook: str | None = None, parameters: dict[str, Any] | None = None,
-            tags: list[str] | None = None, max_workers: int = 4) -> dict[str, Any]:
-        """Run the whole flow as a recorded run; the result has the shape of ``flowcell run --json``."""
+            tags: list[str] | None = None, max_workers: int = 4, reuse: bool = False) -> dict[str, Any]:
+        """Run the whole flow as a recorded run; the result has the shape of ``flowcell run --json``.
+        With ``reuse``, tasks whose fingerprint is unchanged are taken from earlier runs."""
         from .results import run_summary
         from .runner import shared_runtime
         from .runtime.runs import start_run
 
         flow = self._flow(notebook)
-        result = start_run(shared_runtime(), flow, parameters or {}, tags=tags, max_workers=max_workers)
+        result = start_run(shared_runtime(), flow, parameters or {}, tags=tags, max_workers=max_workers,
+                           reuse=reuse)
         return run_summary(result)
 
     def resume(self, notebook: str | None = None, step: str | None = None, origin_run_id: str | None = None,

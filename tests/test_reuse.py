@@ -395,3 +395,23 @@ def test_an_unknown_step_option_is_one_clear_sentence() -> None:
 
     with pytest.raises(FlowSyntaxError, match="unknown %%step option --no-reuse-please; the options are --no-reuse"):
         make_flow("%%step start --no-reuse-please\nself.next(self.end)\n%%step end\npass")
+
+
+def test_client_lists_reused_tasks_with_their_origin(runtime: Any) -> None:
+    from flowcell.client import Run
+
+    first = go(runtime, LINEAR, {"alpha": 0.5})
+    second = go(runtime, LINEAR, {"alpha": 0.25}, reuse=True)
+    run = Run._open(second.pathspec, second.root)
+    reused = run.reused
+    assert [t.pathspec.split("/")[2] for t in reused] == ["start", "load"]
+    assert all(t.reused and t.origin_pathspec.startswith(f"TestFlow/{first.run_number}/") for t in reused)
+    assert not run["train"].task.reused and run["train"].task.origin_pathspec is None
+    assert run["load"].task["rows"].data == Run._open(first.pathspec, first.root)["load"].task["rows"].data
+    # A resume's clones have an origin but were not reused.
+    from flowcell.runtime.runs import start_resume
+
+    resumed = start_resume(runtime, make_flow(LINEAR), "train")
+    clone = Run._open(resumed.pathspec, resumed.root)["load"].task
+    assert clone.origin_pathspec and not clone.reused
+    assert Run._open(resumed.pathspec, resumed.root).reused == []

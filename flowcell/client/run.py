@@ -221,6 +221,14 @@ class Run(Recorded):
         o = self._record.origin_run_number
         return None if o is None else f"{self._record.flow}/{o}"
 
+    @property
+    def reused(self) -> list[Task]:
+        """The tasks this run took from earlier runs with ``--reuse`` (in task order); each names its
+        origin in ``origin_pathspec``.  Tasks a resume cloned are not listed (see ``Task.reused``)."""
+        meta, _ = context.stores_for(self._root)
+        return [Task._of(r, self._root, self.id) for r in meta.tasks(self._record.flow, self._record.run_number)
+                if (r.transition or {}).get("reused") and not r.step.startswith("_")]
+
     def __repr__(self) -> str:
         return f"Run('{self.pathspec}')"
 

@@ -262,8 +262,14 @@ class Task(Recorded):
 
     @property
     def origin_pathspec(self) -> str | None:
-        """For a task cloned by resume, the task it was cloned from."""
+        """For a task cloned by resume or reused by ``--reuse``, the task it was taken from."""
         return self._record.origin
+
+    @property
+    def reused(self) -> bool:
+        """Whether the task was taken from an earlier run by ``--reuse`` instead of running
+        (a resume's clones are not: they have an ``origin_pathspec`` but were asked for by the resume)."""
+        return bool((self._record.transition or {}).get("reused"))
 
     @property
     def metadata(self) -> list[Metadata]:
