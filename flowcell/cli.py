@@ -378,6 +378,12 @@ def cmd_server(argv: list[str]) -> int:
     return 0
 
 
+def cmd_status(argv: list[str]) -> int:
+    from .status_cli import cmd_status as status  # its own module: cli.py stays one sitting long
+
+    return status(argv)
+
+
 def cmd_mcp(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="flowcell mcp", description="Serve flowcell to an agent as MCP tools over stdio.")
     parser.add_argument("target", nargs="?", help="a notebook, or a folder of notebooks (default: here)")
@@ -404,6 +410,8 @@ USAGE = """usage: flowcell [--root DIR] COMMAND ...   (flowcell COMMAND --help f
       write the flow as an ordinary Metaflow flow.py with its pins (or report drift from them)
   import FLOW.py [-o flow.ipynb]
       turn a Metaflow flow.py into a notebook of %%flow and %%step cells
+  status NOTEBOOK [--run ID] [--json] [--diff STEP] [--check]
+      which steps are stale against a run (default: the latest), and why; --diff shows a cell's change
   card view PATHSPEC [--out FILE]
       write a task's card (self-contained HTML) to FILE
   info [NOTEBOOK] [--json]
@@ -419,7 +427,7 @@ USAGE = """usage: flowcell [--root DIR] COMMAND ...   (flowcell COMMAND --help f
 
 
 COMMANDS = {"run": cmd_run, "spin": cmd_spin, "resume": cmd_resume, "tag": cmd_tag, "export": cmd_export, "card": cmd_card,
-            "import": cmd_import, "info": cmd_info, "server": cmd_server, "mcp": cmd_mcp}
+            "import": cmd_import, "status": cmd_status, "info": cmd_info, "server": cmd_server, "mcp": cmd_mcp}
 
 
 def _take_root(argv: list[str]) -> list[str]:

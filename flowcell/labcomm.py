@@ -6,7 +6,8 @@ end (a page load or reload, a reopened notebook, a second browser tab, a kernel
 restart that loads flowcell again) opens its own comm to that target and gets the
 flow's state in reply: the steps with their last status (never run, running,
 completed, failed — this kernel's spins first, else the latest run in the store), the
-graph as SVG, the recent runs and flowcell's version.  After every change the state
+steps that are stale against the latest run with the reasons (see
+:mod:`flowcell.staleness`), the graph as SVG, the recent runs and flowcell's version.  After every change the state
 is sent on each open comm.
 
 The front end sends small requests: ``spin-next`` (spin the cell about to be executed
@@ -73,14 +74,23 @@ class LabBridge:
         names = list(flow.steps) + [name for name in latest if name not in flow.steps]
         steps = {name: self.statuses.get(name) or latest.get(name) or "never" for name in names}
         svg = ""
+        stale = self._stale(flow)
         if flow.steps:
             try:
                 # The magics build the graph once per change of the cells.
-                svg = flow_graph_svg(self.magics.graph(flow), {k: (None if v == "never" else v) for k, v in steps.items()})
+                svg = flow_graph_svg(self.magics.graph(flow), {k: (None if v == "never" else v) for k, v in steps.items()},
+                                     stale=stale.get("steps"))
             except Exception:  # a step cell that does not parse yet: no picture, still the list
                 svg = ""
         return {"type": "state", "flow": flow.name, "steps": steps, "svg": svg, "runs": self._runs(flow.name),
-                "version": __version__}
+                "stale": stale, "version": __version__}
+
+    def _stale(self, flow: Any) -> dict[str, Any]:
+        """``{"run": "12", "steps": {step: [reason, ...]}}`` against the latest run; empty without one."""
+        from .staleness import latest_reasons
+
+        run, reasons = latest_reasons(flow, self.magics.graph)
+        return {"run": run, "steps": reasons} if run is not None else {}
 
     @staticmethod
     def _runs(flow: str) -> list[dict[str, Any]]:

@@ -236,6 +236,11 @@ class FlowcellMagics(Magics):
             statuses.setdefault(name, "completed")  # the session keeps successful spins only
         return flow.name, graph, statuses
 
+    def _stale_steps(self) -> dict[str, list[str]]:
+        from .staleness import latest_reasons
+
+        return latest_reasons(self.current_flow(), self.graph)[1]
+
     @line_magic
     def flow_graph(self, line: str) -> None:
         """%flow_graph — the flow's DAG with each step's last status, redrawn as steps are registered."""
@@ -244,7 +249,7 @@ class FlowcellMagics(Magics):
         if not self.current_flow().steps:
             raise UsageError("No %%step cells have been run yet.")
         try:
-            self._graph_handle = FlowGraph(self._graph_source)
+            self._graph_handle = FlowGraph(self._graph_source, stale=self._stale_steps)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
         self._graph_handle.show()
@@ -275,6 +280,17 @@ class FlowcellMagics(Magics):
             return RunBrowser(args.flow or self.current_flow().name, None if args.all else ..., tuple(args.tag))
         except (argparse.ArgumentError, SystemExit) as exc:
             raise UsageError(f"%flow_runs: {exc}") from None
+        except FlowcellError as exc:
+            raise UsageError(str(exc)) from None
+
+    @line_magic
+    def flow_status(self, line: str) -> Any:
+        """%flow_status [RUN] [--diff STEP] — each step up to date or stale against RUN (default: the latest), and why."""
+        from .status_cli import magic_status
+
+        try:
+            flow = self.current_flow()
+            return magic_status(flow, line, self.graph(flow) if flow.steps else None)
         except FlowcellError as exc:
             raise UsageError(str(exc)) from None
 

@@ -29,7 +29,8 @@ flowcell runs Metaflow-style flows written in Jupyter notebooks (%%step cells).
 Typical loop: `flows` to see the steps, `run` once to record inputs for every step,
 then after editing a step's cell `spin` it against those inputs (fast; records no run),
 `read` a run or task to see status, exceptions and output, `preview_artifact` to look
-at a value, `resume` to continue a failed run from its failed step."""
+at a value, `resume` to continue a failed run from its failed step, `status` to see which
+steps are stale against the latest run and why (with `diff`, what changed in a step's cell)."""
 
 
 class FlowcellTools:
@@ -178,8 +179,21 @@ class FlowcellTools:
             return {"pathspec": task.pathspec,
                     "cards": [{"type": c.type, "id": c.id, "text": html_to_text(c.html)} for c in cards]}
 
+    def status(self, notebook: str | None = None, run: str | None = None, diff: str | None = None,
+               namespace: str | None = None) -> dict[str, Any]:
+        """Each step up to date or stale against a run (default: the latest) with the reasons, as
+        ``flowcell status --json`` prints it; with ``diff`` (a step), the unified diff of its cell instead."""
+        from .staleness import flow_status, step_diff
 
-TOOLS = ("flows", "run", "spin", "resume", "read", "preview_artifact", "read_card")
+        flow = self._flow(notebook)
+        with self._ns_lock:
+            self._client(namespace)
+            if diff:
+                return {"flow": flow.name, "step": diff, "diff": step_diff(flow, diff, run)}
+            return flow_status(flow, run).to_json()
+
+
+TOOLS = ("flows", "run", "spin", "resume", "read", "preview_artifact", "read_card", "status")
 
 
 def _as_tool_errors(fn: F) -> F:

@@ -20,7 +20,7 @@ CELLS = [
     "%%step start\nprint('hello', self.name)\nself.next(self.end)",
     "%%step end\nprint('bye')",
 ]
-COMMANDS = ["run", "spin", "resume", "tag", "export", "import", "card", "info", "server", "mcp"]
+COMMANDS = ["run", "spin", "resume", "tag", "export", "import", "card", "status", "info", "server", "mcp"]
 
 
 def flowcell(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -76,9 +76,12 @@ def test_mcp_tools_over_stdio(tmp_path: Path) -> None:
         ("read", {"pathspec": "AgentFlow"}),
         ("read", {"pathspec": "AgentFlow/1/train"}),
         ("spin", {"pathspec": "end"}),   # chains on the spin of train above, as in a notebook
+        ("status", {}),
+        ("status", {"run": "1", "diff": "train"}),
     ])
-    assert set(names) == {"flows", "run", "spin", "resume", "read", "preview_artifact", "read_card"}
-    flows, failed, resumed, run, task, preview, card, spin, bad_spin, missing, listing, failed_task, chained = results
+    assert set(names) == {"flows", "run", "spin", "resume", "read", "preview_artifact", "read_card", "status"}
+    flows, failed, resumed, run, task, preview, card, spin, bad_spin, missing, listing, failed_task, chained, \
+        status, diff = results
 
     (flow,) = payload(flows)["flows"]
     assert flow["flow"] == "AgentFlow"
@@ -128,6 +131,14 @@ def test_mcp_tools_over_stdio(tmp_path: Path) -> None:
 
     runs = payload(listing)["runs"]
     assert [(r["pathspec"], r["tags"]) for r in runs] == [("AgentFlow/2", []), ("AgentFlow/1", ["by-agent"])]
+
+    # The latest run (the resume) had k=4; a run now would take the default 3, which start reads.
+    status = payload(status)
+    assert status["run"] == "AgentFlow/2" and status["stale"] == ["start", "train", "end"]
+    assert status["steps"][0]["reasons"] == [{"kind": "parameter", "message": "parameter k: 4 in run 2, default now 3",
+                                              "parameter": "k", "then": 4, "now": 3}]
+    # Run 1 kept train's cell (its task failed there), as it reads now.
+    assert payload(diff) == {"flow": "AgentFlow", "step": "train", "diff": ""}
 
     failed_task = payload(failed_task)
     assert failed_task["status"] == "failed" and failed_task["artifacts"] == []

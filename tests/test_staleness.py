@@ -132,3 +132,28 @@ def test_run_view_marks_reused_tasks_with_their_origin(runtime: Any, tmp_path: A
     origins = {t["step"]: t["origin"] for t in view["tasks"]}
     assert origins["start"].startswith("ResumeFlow/1/start/") and origins["join"] is None
     assert view["reused"] == 4 and view["origin"] == "1"
+
+
+def test_status_of_a_failed_run_and_of_its_resume(runtime: Any, tmp_path: Any) -> None:
+    """A failed task and a step the run never reached are stale; a resume's cloned tasks are
+    compared through the tasks they were cloned from."""
+    from flowcell.runtime.runs import start_resume
+    from flowcell.staleness import flow_status
+
+    flag = tmp_path / "FAIL_JOIN"
+    flag.touch()
+    first, _, _ = run(runtime, RESUMABLE, name="ResumeFlow")
+    flow = make_flow(RESUMABLE)
+    report = flow_status(flow)
+    assert report.run_id == "1" and report.stale == ["join", "end"]
+    assert [r.message for r in report["join"].reasons] == ["failed in run 1"]
+    assert [r.message for r in report["end"].reasons] == ["not in run 1", "upstream step `join` is stale"]
+    assert report["each"].state == "up to date" and report["each"].tasks == 3
+    flag.unlink()
+    start_resume(runtime, flow, None, None, {})
+    report = flow_status(flow)
+    assert report.run_id == "2" and report.stale == []
+    assert (report["start"].reused, report["each"].reused, report["join"].reused) == (1, 3, 0)
+    assert report.headline() == "ResumeFlow: every step is up to date with run 2 (completed)."
+    # The first run stays what it was.
+    assert flow_status(flow, "1").stale == ["join", "end"]
