@@ -15,15 +15,31 @@ import io
 import json
 from typing import Any
 
+# The card's colours are variables: light by default, dark where the viewer prefers dark
+# (a standalone card in a browser or attached to a pull request), and set to the
+# notebook's own theme colours by the widgets' card frame in JupyterLab (it fills in the
+# --fc-card-* variables on the card's root element; see labextension/widgets/runview.ts).
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:16px;color:#1f2328;background:#fff}
-.fc-card header{font-size:13px;color:#57606a;border-bottom:1px solid #d0d7de;margin-bottom:12px;padding-bottom:6px}
+:root{color-scheme:light;--fc-card-bg:#fff;--fc-card-fg:#1f2328;--fc-card-muted:#57606a;--fc-card-border:#d0d7de;
+--fc-card-subtle:#f6f8fa;--fc-card-track:#eaeef2;--fc-card-ok:#2da44e;--fc-card-link:#0969da}
+@media (prefers-color-scheme:dark){:root{color-scheme:dark;--fc-card-bg:#0d1117;--fc-card-fg:#e6edf3;
+--fc-card-muted:#9198a1;--fc-card-border:#3d444d;--fc-card-subtle:#151b23;--fc-card-track:#262c36;--fc-card-ok:#3fb950;
+--fc-card-link:#4493f8}}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:16px;color:var(--fc-card-fg);
+background:var(--fc-card-bg)}
+a{color:var(--fc-card-link)}
+.fc-card header{font-size:13px;color:var(--fc-card-muted);border-bottom:1px solid var(--fc-card-border);margin-bottom:12px;
+padding-bottom:6px}
 .fc-card table{border-collapse:collapse;margin:8px 0;font-size:13px}
-.fc-card th,.fc-card td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
-.fc-card th{background:#f6f8fa}
-.fc-card pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px;max-height:320px}
-.fc-progress{background:#eaeef2;border-radius:4px;height:14px;width:320px;overflow:hidden;display:inline-block}
-.fc-progress>div{background:#2da44e;height:100%}
+.fc-card th,.fc-card td{border:1px solid var(--fc-card-border);padding:4px 8px;text-align:left;vertical-align:top}
+.fc-card th{background:var(--fc-card-subtle)}
+.fc-card pre,.fc-card code{background:var(--fc-card-subtle);border-radius:4px}
+.fc-card pre{padding:8px;overflow:auto;font-size:12px;max-height:320px}
+.fc-card code{padding:0 3px}
+.fc-card pre code{padding:0}
+.fc-card img{background:#fff}
+.fc-progress{background:var(--fc-card-track);border-radius:4px;height:14px;width:320px;overflow:hidden;display:inline-block}
+.fc-progress>div{background:var(--fc-card-ok);height:100%}
 .fc-section{margin:10px 0}
 """
 
@@ -155,6 +171,9 @@ class VegaChart(MetaflowCardComponent):
 def page(title: str, body: str) -> str:
     """A complete, self-contained HTML document."""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            # Tells the widgets' card frame that this card takes the notebook's theme colours
+            # (a card of another kind keeps its own look on a white frame).
+            "<meta name='color-scheme' content='light dark'><meta name='flowcell-card' content='themable'>"
             f"<style>{_STYLE}</style></head><body><div class='fc-card'><header>{html.escape(title)}</header>"
             f"{body}</div></body></html>")
 

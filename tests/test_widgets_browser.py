@@ -153,6 +153,19 @@ def _set_theme(page: Any, theme: str) -> None:
     page.wait_for_timeout(800)  # the theme's stylesheet applies
 
 
+def _assert_card_in_theme(page: Any, frame: str, theme: str) -> None:
+    """The card in ``frame`` (a CSS selector) is painted in the JupyterLab theme's own colours."""
+    page.wait_for_function(
+        "(sel) => { const f = document.querySelector(sel); const d = f && f.contentDocument;"
+        " if (!d || !d.body) return false; const probe = document.createElement('div');"
+        " probe.style.background = 'var(--jp-layout-color1)'; f.parentElement.append(probe);"
+        " const want = getComputedStyle(probe).backgroundColor; probe.remove();"
+        " return getComputedStyle(d.body).backgroundColor === want; }", arg=frame, timeout=30_000)
+    body = page.evaluate("(sel) => getComputedStyle(document.querySelector(sel).contentDocument.body).backgroundColor",
+                         frame)
+    assert (body == "rgb(255, 255, 255)") == (theme == "light"), f"a {theme} card, not {body}"
+
+
 @pytest.fixture(scope="module")
 def showcase(lab: dict[str, Any], browser: Any) -> Iterator[Any]:
     _notebook(lab["root"] / "showcase.ipynb", [c.replace("GATE_PATH", str(lab["root"] / "gate")) for c in CELLS])
@@ -238,6 +251,7 @@ def test_widgets_in_jupyterlab(showcase: Any, lab: dict[str, Any], theme: str) -
                            " return f && f.contentDocument && f.offsetHeight > 60 &&"
                            " Math.abs(f.offsetHeight - f.contentDocument.documentElement.scrollHeight) < 8; })()",
                            timeout=30_000)
+    _assert_card_in_theme(page, ".fc-runs iframe.fc-card-frame", theme)
     _shot(runs.locator(".fc-card").nth(3), "task-card", theme)
     runs.locator(".fc-tab", has_text="Logs").click()
     assert "computing stats" in runs.locator(".fc-stderr").text_content(), "stderr is set apart"
@@ -269,6 +283,7 @@ def test_widgets_in_jupyterlab(showcase: Any, lab: dict[str, Any], theme: str) -
                            " return f && f.contentDocument && f.offsetHeight > 60 &&"
                            " Math.abs(f.offsetHeight - f.contentDocument.documentElement.scrollHeight) < 8; })()",
                            timeout=30_000)
+    _assert_card_in_theme(page, ".fc-card-view iframe", theme)
     _shot(spin_out.locator(".fc-card-view"), "card", theme)
     # %flow_graph: laid out by dagre; in JupyterLab (the flowcell Lab extension answers the
     # widget's step-click event) a click on a step makes its cell the active one.

@@ -90,6 +90,40 @@ function tasksTable(ctx: RunViewContext): HTMLElement {
         h('tbody', {}, rows))));
 }
 
+/** The card's colour variables (flowcell/cards.py) and the JupyterLab theme variables they take. */
+const CARD_THEME: [string, string][] = [
+  ['--fc-card-bg', '--jp-layout-color1'], ['--fc-card-fg', '--jp-ui-font-color1'],
+  ['--fc-card-muted', '--jp-ui-font-color2'], ['--fc-card-border', '--jp-border-color2'],
+  ['--fc-card-subtle', '--jp-layout-color2'], ['--fc-card-track', '--jp-layout-color3'],
+  ['--fc-card-ok', '--jp-success-color1'], ['--fc-card-link', '--jp-content-link-color']
+];
+
+/** A flowcell card says so in its head; any other card (a Metaflow card plugin's) keeps its own look. */
+const THEMABLE = 'meta[name="flowcell-card"]';
+
+/**
+ * Give a flowcell card the notebook's theme colours: the frame's document does not inherit
+ * the page's CSS variables, so their current values are copied onto the card's root.
+ * Outside JupyterLab (no --jp-* variables) the card follows prefers-color-scheme itself.
+ */
+export function themeCard(frame: HTMLIFrameElement): void {
+  const doc = frame.contentDocument;
+  if (!doc?.documentElement || !doc.querySelector(THEMABLE)) {
+    return;
+  }
+  const host = getComputedStyle(frame);
+  if (!host.getPropertyValue('--jp-layout-color1').trim()) {
+    return;
+  }
+  for (const [card, theme] of CARD_THEME) {
+    const value = host.getPropertyValue(theme).trim();
+    if (value) {
+      doc.documentElement.style.setProperty(card, value);
+    }
+  }
+  doc.documentElement.style.colorScheme = document.body.dataset.jpThemeLight === 'false' ? 'dark' : 'light';
+}
+
 /**
  * The mark of a task the run did not execute: "cloned" when a resume took it from the
  * run it resumed, "reused" when `--reuse` found an equal task (its origin in the title).
@@ -105,10 +139,14 @@ export function reusedChip(run: { origin: string | null }, origin: string): HTML
 /**
  * A card in a frame as tall as its content. No script runs in a card (the sandbox
  * allows none); same-origin lets the frame measure the card, again whenever the
- * card's layout changes (images loading, a chart drawn, the cell resized).
+ * card's layout changes (images loading, a chart drawn, the cell resized), and give it
+ * the notebook's theme colours, again when the user switches themes.
  */
 export function cardFrame(html: string, disposers?: (() => void)[]): HTMLIFrameElement {
   const frame = h('iframe', { class: 'fc-card-frame', sandbox: 'allow-same-origin', srcdoc: html, title: 'card' });
+  if (html.includes("name='flowcell-card'") || html.includes('name="flowcell-card"')) {
+    frame.classList.add('fc-card-themable'); // no white flash before the card has loaded
+  }
   let observer: ResizeObserver | null = null;
   const fit = () => {
     const doc = frame.contentDocument;
@@ -120,6 +158,7 @@ export function cardFrame(html: string, disposers?: (() => void)[]): HTMLIFrameE
     }
   };
   frame.addEventListener('load', () => {
+    themeCard(frame);
     fit();
     observer?.disconnect();
     const body = frame.contentDocument?.body;
@@ -128,7 +167,13 @@ export function cardFrame(html: string, disposers?: (() => void)[]): HTMLIFrameE
       observer.observe(body);
     }
   });
-  disposers?.push(() => observer?.disconnect());
+  // JupyterLab marks the body once a new theme's stylesheet has loaded.
+  const themes = new MutationObserver(() => themeCard(frame));
+  themes.observe(document.body, { attributes: true, attributeFilter: ['data-jp-theme-light', 'data-jp-theme-name'] });
+  disposers?.push(() => {
+    observer?.disconnect();
+    themes.disconnect();
+  });
   return frame;
 }
 
