@@ -335,7 +335,7 @@ def test_flowcell_spin_removes_its_scratch_store(tmp_path: Path, short_tmp: Path
         done = subprocess.run([sys.executable, "-m", "flowcell.cli", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
-    assert "/middle/" in done.stderr and "completed" in done.stderr
+    assert "Spun 'middle'" in done.stderr and "/spin-1/middle/" in done.stderr
     assert sorted(p.name for p in short_tmp.iterdir()) == []  # no flowcell-spin-*, no kernel folder
 
 
