@@ -19,17 +19,24 @@ from types import TracebackType
 from typing import Any
 
 from . import _readset
-from . import cards as cards_mod
 from . import client
+from ._alarm import time_limit
+from ._card_render import RenderedTask, render_cards
+from ._exception_value import TimeoutException
 from ._flowspec import ArtifactView, FlowInstance, Inputs, add_class_constants
 from ._hygiene import KernelCheck, end_descendants
 from ._metaflow_shim import install as install_metaflow_shim
-from ._metaflow_shim import parallel_info, project_fields, task_namespace
+from ._metaflow_shim import parallel_info, task_namespace
+from .card_collector import CardCollector
 from .current import current
 from .errors import FlowcellError
+from .parameters import Config
+from .project import project_fields
 from .protocol import CARD_MIME, RESULT_MIME, CardSpec, CaughtException, CellCode, TaskError, TaskResult, TaskSpec
 from .store.blobs import BlobStore
 from .store.serialize import ArtifactRef, check_artifacts, dump_artifact, load_artifact
+from .user_config import bind as bind_configs
+from .user_config import resolve as resolve_config
 
 # CaughtException is re-exported: artifacts pickled before it moved name flowcell._child.
 __all__ = ["CaughtException", "run_task"]
@@ -160,7 +167,7 @@ def _run(spec: TaskSpec) -> TaskResult:
     join_inputs = spec.join_inputs
     instance = FlowInstance(spec.flow, set(spec.steps), spec.inputs, loader, spec.foreach_stack,
                             step=spec.step, script_name=os.path.basename(spec.file or "") or None)
-    cards = _card_collector(spec, instance)
+    cards = _card_collector(spec, instance, namespace)
     current._set(
         flow_name=spec.flow, run_id=_str_or_none(spec.run_id), origin_run_id=_str_or_none(spec.origin_run_id),
         step_name=spec.step, task_id=_str_or_none(spec.task_id), retry_count=spec.retry_count,
@@ -177,19 +184,23 @@ def _run(spec: TaskSpec) -> TaskResult:
     try:
         for cell in spec.code_cells:
             exec(compile(_compile_cell(cell), cell.filename, "exec"), namespace)
+        _bind_configs(namespace, instance)
         # @project's names depend on what the module code set (METAFLOW_BRANCH, ...)
-        current._values.update(project_fields(spec.flow_decorators, spec.flow, spec.username))
+        current._values.update(project_fields(spec.flow_decorators, spec.flow, spec.username,
+                                              lambda expr: resolve_config(eval(expr, namespace))))
         instance.__dict__["_fc_class"] = namespace.get(spec.flow)  # class constants and helper methods
         instance.__dict__["_fc_params"] = set(spec.parameter_names)  # read-only on self, as in Metaflow
         instance.__dict__["_fc_file"] = spec.file  # self._graph reads it
         if spec.environment_expr:
-            os.environ.update({str(k): str(v) for k, v in eval(spec.environment_expr, namespace).items()})
+            env = resolve_config(eval(spec.environment_expr, namespace))
+            os.environ.update({str(k): str(v) for k, v in env.items()})
         fn = _step_function(spec, namespace)
-        if join_inputs is not None:
-            views = [ArtifactView(i.step, i.pathspec, i.artifacts, loader, i.frame) for i in join_inputs]
-            fn(instance, Inputs(views))
-        else:
-            fn(instance)
+        with time_limit(spec.timeout, lambda: _timed_out(spec)):
+            if join_inputs is not None:
+                views = [ArtifactView(i.step, i.pathspec, i.artifacts, loader, i.frame) for i in join_inputs]
+                fn(instance, Inputs(views))
+            else:
+                fn(instance)
         add_class_constants(instance)
     except BaseException as exc:  # the step's own failure, reported to the parent
         error = _format_error(exc, cell_files)
@@ -209,7 +220,7 @@ def _run(spec: TaskSpec) -> TaskResult:
     try:
         with store.batch():  # one sync for all of the task's blobs
             _outputs(spec, instance, store, result, caught=error is not None)
-            result.cards = _render_cards(spec, instance, cards, store, result.artifacts)
+            result.cards = _render_cards(spec, instance, cards, store, result.artifacts, namespace)
         # Never let the parent commit a task whose outputs do not read back.
         check_artifacts(store, result.artifacts, _store)
         result.read_set = _readset.report(instance, views, spec.inputs, result.artifacts, modules_before)
@@ -218,39 +229,49 @@ def _run(spec: TaskSpec) -> TaskResult:
     return result
 
 
-def _card_collector(spec: TaskSpec, instance: FlowInstance) -> cards_mod.CardCollector:
+def _timed_out(spec: TaskSpec) -> TimeoutException:
+    seconds = int(spec.timeout or 0)
+    return TimeoutException(f"Step {spec.step} timed out after {seconds // 3600} hours, "
+                            f"{seconds // 60 % 60} minutes, {seconds % 60} seconds")
+
+
+def _bind_configs(namespace: dict[str, Any], instance: FlowInstance) -> None:
+    """The module code's ``Config`` objects stand for the run's values from here on (decorator
+    arguments, ``config_expr``), as in Metaflow once the flow class is built."""
+    configs = {var: c for var, c in namespace.items() if isinstance(c, Config)}
+    for var, config in configs.items():
+        if var in instance.__dict__["_fc_refs"] or var in instance.__dict__["_fc_values"]:
+            config._bind(getattr(instance, var))
+    bind_configs({c.name: c.__dict__.get("_fc_config_value") for c in configs.values()})
+
+
+def _card_collector(spec: TaskSpec, instance: FlowInstance, namespace: dict[str, Any]) -> CardCollector:
     from IPython.display import publish_display_data  # IPython is loaded in a kernel; kept lazy for tests
 
-    def publish(collector: cards_mod.CardCollector) -> None:
-        html = _render_all(spec, instance, collector, None)
+    def publish(collector: CardCollector) -> None:
+        html = _render_all(spec, instance, collector, None, namespace)
         publish_display_data({CARD_MIME: {"cards": html}})
 
-    return cards_mod.CardCollector([{"type": c.type, "id": c.id} for c in spec.cards], publish)
+    return CardCollector([{"type": c.type, "id": c.id, "customize": c.customize} for c in spec.cards], publish)
 
 
-def _render_all(spec: TaskSpec, instance: FlowInstance, collector: cards_mod.CardCollector,
-                refs: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
-    out = []
-    values = instance.__dict__["_fc_values"]
-    for deco in spec.cards:
-        artifacts = None
-        if deco.type == "default" and refs is not None:
-            artifacts = [(name, ref.get("type", ""), int(ref.get("size", 0)), values.get(name, cards_mod.MISSING))
-                         for name, ref in sorted(refs.items())]
-        components = list(collector.components(deco.id))
-        if deco.id and len(spec.cards) == 1:
-            # With a single @card, current.card.append() goes to it, id or not (as in Metaflow).
-            components += collector.components(None)
-        html = cards_mod.render_card(deco.type, deco.id, spec.pathspec or spec.step, components, artifacts)
-        out.append({"type": deco.type, "id": deco.id, "html": html})
-    return out
+def _render_all(spec: TaskSpec, instance: FlowInstance, collector: CardCollector,
+                refs: dict[str, dict[str, Any]] | None, namespace: dict[str, Any]) -> list[dict[str, Any]]:
+    """The step's cards as HTML (``refs`` is None for a live refresh while the step runs)."""
+    task = RenderedTask(spec.pathspec or spec.step, refs, instance.__dict__["_fc_values"], _load(_store(spec.root)))
+
+    def options(card: CardSpec) -> dict[str, Any] | None:
+        # an expression (options=dict(...), a module constant) is evaluated after the module code ran
+        return resolve_config(eval(card.options_expr, namespace)) if card.options_expr else card.options
+
+    return render_cards(spec.cards, collector, task, options)
 
 
-def _render_cards(spec: TaskSpec, instance: FlowInstance, collector: cards_mod.CardCollector, store: BlobStore,
-                  refs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _render_cards(spec: TaskSpec, instance: FlowInstance, collector: CardCollector, store: BlobStore,
+                  refs: dict[str, dict[str, Any]], namespace: dict[str, Any]) -> list[dict[str, Any]]:
     """Render each @card of the step to HTML and store it; return the references."""
     return [{"type": c["type"], "id": c["id"], "address": store.put(c["html"].encode())}
-            for c in _render_all(spec, instance, collector, refs)]
+            for c in _render_all(spec, instance, collector, refs, namespace)]
 
 
 def _outputs(spec: TaskSpec, instance: FlowInstance, store: BlobStore, out: TaskResult, caught: bool) -> None:

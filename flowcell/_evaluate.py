@@ -35,12 +35,15 @@ class DeployContext:
         self.user_name = os.environ.get("FLOWCELL_USER") or os.environ.get("METAFLOW_USER") or os.environ.get("USER")
         self.logger = print
         self.ds_type = "local"
-        self.configs = None
+        self.configs: Any = None
 
 
-def evaluate_parameters(flow: FlowSource) -> tuple[dict[str, Any], dict[str, str]]:
-    """``({var: default}, {METAFLOW_RUN_X: value})`` after running ``flow``'s module code."""
+def evaluate_parameters(flow: FlowSource, config_files: dict[str, str] | None = None
+                        ) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """``({var: default}, {METAFLOW_RUN_X: value}, {var: config value})`` after running ``flow``'s
+    module code; ``config_files`` are the files given to the run for configs, by config name."""
     request = {
+        "config_files": config_files or {},
         "flow": flow.name,
         "path": flow.path,
         "cells": [{"source": c.source, "filename": c.filename or c.label, "first_line": c.first_line}
@@ -58,4 +61,4 @@ def evaluate_parameters(flow: FlowSource) -> tuple[dict[str, Any], dict[str, str
         raise ParameterError(f"Running the module code of flow {flow.name} to learn its parameter defaults "
                              f"failed: {detail}")
     payload = pickle.loads(base64.b64decode(lines[-1].split(" ", 1)[1]))
-    return payload["defaults"], payload["env"]
+    return payload["defaults"], payload["env"], payload["configs"]

@@ -67,9 +67,16 @@ class CardNotPresentException(MetaflowException):
     headline = "Card not found"
 
 
+class TimeoutException(MetaflowException):
+    """A step stopped by its ``@timeout`` (Metaflow's ``metaflow.plugins.timeout_decorator`` name)."""
+
+    headline = "@timeout"
+
+
 #: ``.type`` of a ``@catch`` value when the task died without raising (Metaflow's name).
 FAILURE_HANDLED_BY_CATCH = "metaflow.plugins.catch_decorator.FailureHandledByCatch"
 
 for _cls in (MetaflowException, ExternalCommandFailed, MetaflowExceptionWrapper):
     _cls.__module__ = "metaflow.exception"
 CardNotPresentException.__module__ = "metaflow.plugins.cards.exception"
+TimeoutException.__module__ = "metaflow.plugins.timeout_decorator"

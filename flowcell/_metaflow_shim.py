@@ -30,6 +30,7 @@ from ._flowspec import MissingInMergeArtifactsException, UnhandledInMergeArtifac
 from .current import current
 from .errors import FlowcellError
 from .parameters import Config, IncludeFile, JSONType, Parameter
+from .user_config import ConfigValue, config_expr
 
 
 def _passthrough(name: str) -> Callable[..., Any]:
@@ -71,10 +72,6 @@ class _Mutator:
         self._args, self._kwargs = args, kwargs
 
 
-def _config_expr(expr: str) -> str:
-    return expr
-
-
 def _is_stringish(x: Any) -> bool:
     return isinstance(x, (str, bytes, bytearray))
 
@@ -85,7 +82,9 @@ def _to_unicode(x: Any) -> str:
 
 _CLIENT = ("Flow", "Run", "Step", "Task", "DataArtifact", "namespace", "get_namespace", "default_namespace",
            "inspect_spin")
-_CARDS = ("get_cards", "Markdown", "Table", "Image", "Artifact", "ProgressBar", "VegaChart", "MetaflowCardComponent")
+_CARDS = ("get_cards", "Markdown", "Table", "Image", "Artifact", "ProgressBar", "VegaChart", "MetaflowCardComponent",
+          "render_safely")
+_CARD_TYPES = ("MetaflowCard", "DefaultCard", "BlankCard", "ErrorCard", "TaskSpecCard")
 
 
 def _from_client(name: str) -> Any:
@@ -97,11 +96,24 @@ def _from_client(name: str) -> Any:
 
 
 def _from_cards(name: str) -> Any:
+    if name in _CARD_TYPES:
+        from . import card_types  # loads only when a task uses cards (start-up time)
+
+        return getattr(card_types, name)
     if name not in _CARDS:
         raise AttributeError(f"flowcell does not provide metaflow.cards' {name!r} inside a task.")
     from . import cards  # loads only when a task uses cards (start-up time)
 
     return getattr(cards, name)
+
+
+def _from_test_cards(name: str) -> Any:
+    from . import _metaflow_test_cards  # Metaflow's test card types, only when a flow imports them
+
+    try:
+        return getattr(_metaflow_test_cards, name)
+    except AttributeError:
+        raise AttributeError(f"flowcell does not provide Metaflow's test card {name!r}.") from None
 
 
 def _from_top(name: str) -> Any:
@@ -123,7 +135,7 @@ def _build(name: str) -> types.ModuleType:
         attrs.update({d: _passthrough(d) for d in _DECORATORS})
         attrs.update(
             current=current, Parameter=Parameter, IncludeFile=IncludeFile, Config=Config, JSONType=JSONType,
-            FlowSpec=FlowSpec, config_expr=_config_expr, FlowMutator=_Mutator, StepMutator=_Mutator,
+            FlowSpec=FlowSpec, config_expr=config_expr, FlowMutator=_Mutator, StepMutator=_Mutator,
             UserStepDecorator=_Mutator, user_step_decorator=_passthrough("user_step_decorator"),
             MetaflowException=MetaflowException, __getattr__=_from_top,
         )
@@ -137,14 +149,20 @@ def _build(name: str) -> types.ModuleType:
             MissingInMergeArtifactsException=MissingInMergeArtifactsException,
             UnhandledInMergeArtifactsException=UnhandledInMergeArtifactsException,
         )
-    elif name == "metaflow.cards":
+    elif name in ("metaflow.cards", "metaflow.plugins.cards.card_modules", "metaflow.plugins.cards.card_modules.card",
+                  "metaflow.plugins.cards.card_modules.basic", "metaflow.plugins.cards.card_modules.components",
+                  "metaflow.plugins.cards.card_modules.renderer_tools"):
         attrs["__getattr__"] = _from_cards
+    elif name == "metaflow.plugins.cards.card_modules.test_cards":
+        attrs["__getattr__"] = _from_test_cards
     elif name == "metaflow.plugins.cards.exception":
         attrs["CardNotPresentException"] = CardNotPresentException
     elif name == "metaflow.util":
         attrs.update(is_stringish=_is_stringish, to_unicode=_to_unicode)
     elif name == "metaflow.metaflow_current":
         attrs.update(current=current, Current=type(current))
+    elif name == "metaflow.user_configs.config_parameters":
+        attrs.update(ConfigValue=ConfigValue, config_expr=config_expr, Config=Config)
     elif name == "metaflow.parameters":
         attrs.update(Parameter=Parameter, JSONType=JSONType)
     elif name == "metaflow.includefile":
@@ -161,7 +179,11 @@ class _IncludedFile:
 MODULES = frozenset({
     "metaflow", "metaflow.client", "metaflow.exception", "metaflow.cards", "metaflow.plugins",
     "metaflow.plugins.cards", "metaflow.plugins.cards.exception", "metaflow.util", "metaflow.metaflow_current",
-    "metaflow.parameters", "metaflow.includefile",
+    "metaflow.plugins.cards.card_modules", "metaflow.plugins.cards.card_modules.card",
+    "metaflow.plugins.cards.card_modules.basic", "metaflow.plugins.cards.card_modules.components",
+    "metaflow.plugins.cards.card_modules.renderer_tools", "metaflow.plugins.cards.card_modules.test_cards",
+    "metaflow.parameters", "metaflow.includefile", "metaflow.user_configs",
+    "metaflow.user_configs.config_parameters",
 })
 
 
@@ -194,41 +216,6 @@ def install() -> None:
     for name in [n for n in sys.modules if n == "metaflow" or n.startswith("metaflow.")]:
         if getattr(getattr(sys.modules[name], "__spec__", None), "loader", None) is not _finder:
             del sys.modules[name]  # a real Metaflow imported earlier would shadow flowcell's
-
-
-def project_fields(flow_decorators: list[str], flow_name: str, username: str | None) -> dict[str, Any]:
-    """``current.project_name``/``branch_name``/``project_flow_name``/``is_production`` for a local run.
-
-    Metaflow's ``@project`` semantics: ``--branch B`` (``METAFLOW_BRANCH``) gives
-    ``test.B``, ``--production`` (``METAFLOW_PRODUCTION``) gives ``prod`` (or ``prod.B``),
-    otherwise ``user.NAME``.  Read after the module code ran, which may set them.
-    """
-    import ast
-    import os
-
-    name = None
-    for source in flow_decorators:
-        try:
-            expr = ast.parse(source.lstrip("@"), mode="eval").body
-        except SyntaxError:
-            continue
-        if isinstance(expr, ast.Call) and ast.unparse(expr.func).split(".")[-1] == "project":
-            for kw in expr.keywords:
-                if kw.arg == "name":
-                    try:
-                        name = ast.literal_eval(kw.value)
-                    except ValueError:
-                        name = None
-    if not name:
-        return {}
-    branch = os.environ.get("METAFLOW_BRANCH") or None
-    production = os.environ.get("METAFLOW_PRODUCTION", "").lower() in ("1", "true", "yes", "y", "on")
-    if branch:
-        branch_name = f"{'prod' if production else 'test'}.{branch}"
-    else:
-        branch_name = "prod" if production else f"user.{username}"
-    return {"project_name": name, "branch_name": branch_name, "is_production": production,
-            "project_flow_name": f"{name}.{branch_name}.{flow_name}"}
 
 
 def task_namespace(file: str | None) -> dict[str, Any]:

@@ -45,12 +45,46 @@ padding-bottom:6px}
 
 
 class MetaflowCardComponent:
-    """Base of every component: ``render()`` returns an HTML fragment."""
+    """Base of every component: ``render()`` returns an HTML fragment (or, as Metaflow's
+    components do, a JSON-able dict).  ``current.card.append`` takes any subclass."""
 
-    id: str | None = None
+    #: Metaflow's flag for components a runtime card may update while the task runs.
+    REALTIME_UPDATABLE = False
+    _component_id: str | None = None
 
-    def render(self) -> str:
+    @property
+    def component_id(self) -> str | None:
+        return self._component_id
+
+    @component_id.setter
+    def component_id(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("Component ID must be a string")
+        self._component_id = value
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError
+
+    def render(self) -> Any:
+        raise NotImplementedError
+
+
+def render_safely(func: Any) -> Any:
+    """Metaflow's decorator for ``render``: a failure (or a render that is not a str or a
+    JSON-able dict) becomes an error fragment instead of breaking the card."""
+
+    def render(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            out = func(self, *args, **kwargs)
+            if not isinstance(out, (str, dict)):
+                raise TypeError("Component render didn't return a `string` or `dict`")
+            json.dumps(out)
+            return out
+        except Exception as exc:
+            return (f"<div class='fc-section'><b>{html.escape(type(self).__name__)} failed to render:</b> "
+                    f"<pre>{html.escape(f'{type(exc).__name__}: {exc}')}</pre></div>")
+
+    return render
 
 
 class Markdown(MetaflowCardComponent):
@@ -90,7 +124,7 @@ def _cell(value: Any) -> Any:
 
 def _cell_html(value: Any) -> str:
     if isinstance(value, MetaflowCardComponent):
-        return value.render()
+        return str(value.render())
     return html.escape(str(value))
 
 
@@ -178,77 +212,25 @@ def page(title: str, body: str) -> str:
             f"{body}</div></body></html>")
 
 
-class CardCollector:
-    """``current.card`` inside a task: ``append``, ``extend``, ``clear``, ``[id]``, ``refresh``."""
+def artifacts_table(artifacts: list[tuple[str, str, int, Any]]) -> str:
+    """The default card's table of a task's artifacts: (name, type, size, value or MISSING)."""
+    from .preview import preview_html
 
-    def __init__(self, decorators: list[dict[str, Any]], publish: Any = None) -> None:
-        self._decorators = decorators
-        self._components: dict[str | None, list[MetaflowCardComponent]] = {None: []}
-        for deco in decorators:
-            if deco.get("id"):
-                self._components.setdefault(deco["id"], [])
-        self._publish = publish
-
-    def __getitem__(self, card_id: str) -> _CardView:
-        if card_id not in self._components:
-            raise KeyError(f"No @card(id={card_id!r}) on this step.")
-        return _CardView(self, card_id)
-
-    def append(self, component: MetaflowCardComponent, id: str | None = None) -> None:
-        if not isinstance(component, MetaflowCardComponent):
-            raise TypeError(f"current.card.append() takes a card component (Markdown, Table, ...), not {component!r}.")
-        component.id = id
-        self._components[None].append(component)
-
-    def extend(self, components: list[MetaflowCardComponent]) -> None:
-        for c in components:
-            self.append(c)
-
-    def clear(self) -> None:
-        self._components[None].clear()
-
-    def components(self, card_id: str | None = None) -> list[MetaflowCardComponent]:
-        return self._components.get(card_id, [])
-
-    def refresh(self, *args: Any, **kwargs: Any) -> None:
-        """Send the card as it is now to the cell that runs the task (live ProgressBar)."""
-        if self._publish is not None:
-            self._publish(self)
-
-
-class _CardView:
-    def __init__(self, collector: CardCollector, card_id: str) -> None:
-        self._collector, self._id = collector, card_id
-
-    def append(self, component: MetaflowCardComponent) -> None:
-        self._collector._components[self._id].append(component)
-
-    def extend(self, components: list[MetaflowCardComponent]) -> None:
-        self._collector._components[self._id].extend(components)
-
-    def clear(self) -> None:
-        self._collector._components[self._id].clear()
-
-    def refresh(self, *args: Any, **kwargs: Any) -> None:
-        self._collector.refresh()
+    rows = "".join(
+        f"<tr><td><b>{html.escape(name)}</b></td><td>{html.escape(kind)}</td><td>{size:,} B</td>"
+        f"<td>{preview_html(value, compact=True) if value is not _MISSING else '<i>passed through</i>'}</td></tr>"
+        for name, kind, size, value in artifacts
+    )
+    return (f"<h3>Artifacts</h3><table><tr><th>name</th><th>type</th><th>size</th><th>value</th></tr>"
+            f"{rows}</table>")
 
 
 def render_card(card_type: str, card_id: str | None, title: str, components: list[MetaflowCardComponent],
                 artifacts: list[tuple[str, str, int, Any]] | None) -> str:
-    """HTML of one card: its components, and for the default card the task's artifacts."""
-    if card_type == "taskspec_card":  # Metaflow's built-in card type: the task's pathspec, as text
-        return title
+    """HTML of a default (or blank) card made outside a task: ``flowcell card view`` of a step without one."""
     parts = [c.render() for c in components]
     if card_type == "default" and artifacts is not None:
-        from .preview import preview_html
-
-        rows = "".join(
-            f"<tr><td><b>{html.escape(name)}</b></td><td>{html.escape(kind)}</td><td>{size:,} B</td>"
-            f"<td>{preview_html(value, compact=True) if value is not _MISSING else '<i>passed through</i>'}</td></tr>"
-            for name, kind, size, value in artifacts
-        )
-        parts.append(f"<h3>Artifacts</h3><table><tr><th>name</th><th>type</th><th>size</th><th>value</th></tr>"
-                     f"{rows}</table>")
+        parts.append(artifacts_table(artifacts))
     return page(title + (f" ({card_id})" if card_id else ""), "".join(parts))
 
 

@@ -22,6 +22,7 @@ _FIELDS = (
     "project_flow_name",
     "branch_name",
     "is_production",
+    "is_user_branch",
     # @parallel: (main_ip, num_nodes, node_index, control_task_id)
     "parallel",
 )

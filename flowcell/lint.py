@@ -102,6 +102,8 @@ def check_unknown_transitions(graph: FlowGraph) -> None:
 def check_for_acyclicity(graph: FlowGraph) -> None:
     def walk(node: StepNode, seen: list[str]) -> None:
         for out in node.out_funcs:
+            if node.type == "split-switch" and out == node.name:
+                continue  # a switch may loop back to itself (Metaflow's recursive switch); no other loop
             if out in seen:
                 loop = " -> ".join(seen + [out])
                 raise _fail(node, f"closes a loop ({loop}): flows are acyclic, so change that self.next().")
@@ -136,7 +138,8 @@ def check_split_join_balance(graph: FlowGraph) -> None:
             new_stack = stack + [(node.name, list(node.out_funcs))]
         elif node.type == "split-switch":
             for out in node.out_funcs:
-                walk(graph[out], stack)
+                if out != node.name:  # a recursive switch's loop back to itself
+                    walk(graph[out], stack)
             return
         elif node.type in ("linear", "start") and len(node.in_funcs) > 1 and stack:
             branches = {graph[n].split_branches[-1] for n in node.in_funcs if graph[n].split_branches}

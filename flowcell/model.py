@@ -203,8 +203,9 @@ def parse_decorator(text: str, label: str) -> DecoratorSpec:
         )
     kwargs: dict[str, Any] = {}
     for kw in call_kwargs:
-        if kw.arg is None:
-            raise FlowSyntaxError(f"{label}: @{name} cannot take **kwargs; spell the arguments out.")
+        if kw.arg is None:  # @environment(**config): the mapping's keys are the arguments, known in the task
+            kwargs.setdefault("**", []).append(Expression(ast.unparse(kw.value)))
+            continue
         try:
             kwargs[kw.arg] = ast.literal_eval(kw.value)
         except ValueError:

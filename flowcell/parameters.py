@@ -48,7 +48,48 @@ class IncludeFile(Parameter):
 
 
 class Config(Parameter):
-    """A configuration read from a JSON file (``default=`` path) or given as a dict."""
+    """A configuration, resolved once per run before any step runs (see :mod:`flowcell.user_config`).
+
+    In module code, before it is resolved, ``config.x`` is a ``DelayEvaluator``; in a task
+    (and for decorator arguments) the object stands for its value: ``config.x``,
+    ``config["x"]``, ``**config``.
+    """
+
+    def __init__(self, name: str, default: Any = None, default_value: Any = None, help: str | None = None,
+                 required: bool | None = None, parser: Any = None, plain: bool = False, **kwargs: Any) -> None:
+        if default is not None and default_value is not None:
+            raise ParameterError(f"Config {name!r}: give default (a file) or default_value, not both.")
+        super().__init__(name, default=default, help=help, required=bool(required), **kwargs)
+        self.default_value, self.parser, self.plain = default_value, parser, plain
+
+    def _bind(self, value: Any) -> None:
+        self.__dict__["_fc_config_value"] = value
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        value = self.__dict__.get("_fc_config_value")
+        if value is not None:
+            return getattr(value, key)
+        from .user_config import DelayEvaluator  # only module code that uses configs needs it
+
+        return DelayEvaluator(self.name, {}, (("attr", key),))
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.__dict__.get("_fc_config_value")
+        if value is None:
+            return self._fc_delay(key)
+        return value[key]
+
+    def _fc_delay(self, key: Any) -> Any:
+        from .user_config import DelayEvaluator  # only module code that uses configs needs it
+
+        return DelayEvaluator(self.name, {}, (("item", key),))
+
+    def keys(self) -> Any:
+        """``**config`` unpacks the resolved value (e.g. ``@environment(**config)``)."""
+        value = self.__dict__.get("_fc_config_value")
+        return value.keys() if value is not None else []
 
 
 ENV_PREFIX = "METAFLOW_RUN_"
@@ -107,6 +148,16 @@ def _convert_one(spec: ParameterSpec, kind: str | None, value: Any) -> Any:
     return value
 
 
+def _find_file(spec: ParameterSpec, path_value: Any, base_dirs: list[Path]) -> Path:
+    path = Path(str(path_value)).expanduser()
+    candidates = [path] if path.is_absolute() else [d / path for d in base_dirs]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    where = " or ".join(str(c) for c in candidates)
+    raise ParameterError(f"{spec.kind} {spec.name!r}: file {str(path_value)!r} not found (looked for {where}).")
+
+
 def _read_file(spec: ParameterSpec, path_value: Any, base_dirs: list[Path]) -> Any:
     path = Path(str(path_value)).expanduser()
     candidates = [path] if path.is_absolute() else [d / path for d in base_dirs]
@@ -124,17 +175,26 @@ def _read_file(spec: ParameterSpec, path_value: Any, base_dirs: list[Path]) -> A
     raise ParameterError(f"{spec.kind} {spec.name!r}: file {str(path_value)!r} not found (looked for {where}).")
 
 
-def _evaluated(flow: FlowSource, specs: list[ParameterSpec], given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def _evaluated(flow: FlowSource, specs: list[ParameterSpec], given: dict[str, Any], base_dirs: list[Path]
+               ) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     """Defaults that need the module code run (calls, functions of the deploy context, files
-    the module code writes), and the ``METAFLOW_RUN_*`` values it set; empty when none do."""
-    needed = [s for s in specs if s.name not in given and not s.required and
+    the module code writes), the ``METAFLOW_RUN_*`` values it set, and the flow's configs
+    (always resolved there: a parser, a default function or the environment the module code
+    sets may decide them); all empty when none are needed."""
+    configs = [s for s in specs if s.kind == "Config"]
+    needed = [s for s in specs if s.name not in given and not s.required and s.kind != "Config" and
               (not s.has_literal_default or s.kind == "IncludeFile")]
-    if not needed or not flow.code_cells:
-        return {}, {}
+    if (not needed and not configs) or not flow.code_cells:
+        return {}, {}, {}
     from ._evaluate import evaluate_parameters  # spawns a process; only for flows that need it
 
-    defaults, env = evaluate_parameters(flow)
-    return {s.var: defaults.get(s.var) for s in needed}, env
+    given_files = {}
+    for spec in configs:
+        key = next((k for k in (spec.name, spec.name.replace("_", "-")) if k in given), None)
+        if key is not None:
+            given_files[spec.name] = str(_find_file(spec, given[key], base_dirs))
+    defaults, env, config_values = evaluate_parameters(flow, given_files)
+    return {s.var: defaults.get(s.var) for s in needed}, env, config_values
 
 
 def resolve(flow: FlowSource, given: dict[str, Any], base_dirs: list[Path]) -> dict[str, Any]:
@@ -154,8 +214,11 @@ def resolve(flow: FlowSource, given: dict[str, Any], base_dirs: list[Path]) -> d
             f"its parameters are: {known}."
         )
     values: dict[str, Any] = {}
-    evaluated, module_env = _evaluated(flow, specs, given)
+    evaluated, module_env, configs = _evaluated(flow, specs, given, base_dirs)
     for spec in specs:
+        if spec.var in configs:  # resolved with the module code (user_config's rules)
+            values[spec.var] = configs[spec.var]
+            continue
         key = next((k for k in (spec.name, spec.name.replace("_", "-"), spec.name.replace("-", "_")) if k in given), None)
         env_name = ENV_PREFIX + spec.name.upper().replace("-", "_")
         from_env = os.environ.get(env_name, module_env.get(env_name))

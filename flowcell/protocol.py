@@ -78,6 +78,12 @@ class CardSpec:
 
     type: str = "default"
     id: str | None = None
+    #: ``options=``: a literal dict, or (``options_expr``) the source of an expression the task evaluates
+    options: dict[str, Any] | None = None
+    options_expr: str | None = None
+    timeout: float | None = None
+    save_errors: bool = True
+    customize: bool = False
 
 
 @dataclass
@@ -112,6 +118,8 @@ class TaskSpec:
     cwd: str | None = None
     retry_count: int = 0
     catch_var: str | None = None
+    #: @timeout in seconds: the step is stopped inside its kernel (so @catch keeps what it set)
+    timeout: float | None = None
     namespace: str | None = None
     username: str | None = None
     tags: list[str] = field(default_factory=list)

@@ -183,3 +183,24 @@ pass
     assert task.data.ns == "user:tester" and task.data.tags == {"t1"}, "a set, as Metaflow gives it"
     _, r, _ = run(runtime, text, name="NsFlow", namespace="user:someone")
     assert r["start"].task.data.ns == "user:someone"
+
+
+def test_tag_mutation_follows_metaflows_rules(runtime: Any) -> None:
+    """Issue 13: Metaflow's own tag-mutation checks (its core suite's TagMutationTest)."""
+    _, r, _ = run(runtime, SIMPLE)
+    system = sorted(r.system_tags)[0]
+    r.add_tags(["along", system])
+    assert "along" in r.user_tags and system not in r.user_tags, "a system tag is not added as a user tag"
+    with pytest.raises(FlowcellError, match="system tag"):
+        r.remove_tags(["along", system])
+    assert "along" in Run(r.pathspec).user_tags, "all or nothing"
+    r.add_tag(["whoop", "eee"])  # Metaflow's older form: a list where one tag is expected
+    r.replace_tag(["whoop", "eee"], ["woo", "hoo"])
+    r.add_tag("新想法".encode())  # UTF-8 bytes are text
+    assert {"woo", "hoo", "新想法"} <= r.user_tags and not {"whoop", "eee"} & r.user_tags
+    r.remove_tag(["woo", "hoo"])
+    for bad in (lambda: r.replace_tags([], []), lambda: r.remove_tag(4), lambda: r.add_tag(b"\xff\xfe"),
+                lambda: r.add_tag("a" * 600)):
+        with pytest.raises(InvalidNameError):
+            bad()
+    assert Run(r.pathspec).user_tags == {"along", "新想法"}

@@ -184,6 +184,26 @@ pass
     assert time.time() - t0 < 20
 
 
+def test_timeout_under_catch_keeps_what_the_step_set(runtime: Any) -> None:
+    """Issue 13: Metaflow stops a step inside it (TimeoutException), so @catch keeps its artifacts."""
+    result, r, _ = run(runtime, """
+%%flow SlowCatchFlow
+import time
+%%step start @catch(var="ex") @timeout(seconds=1)
+self.before = "set before the timeout"
+time.sleep(30)
+self.after = "never"
+self.next(self.end)
+%%step end
+pass
+""", name="SlowCatchFlow")
+    assert result.status == "completed", result.failures
+    start = r["start"].task
+    assert start.data.before == "set before the timeout" and "after" not in start
+    assert start.data.ex.type == "metaflow.plugins.timeout_decorator.TimeoutException"
+    assert "timed out after 0 hours, 0 minutes, 1 seconds" in start.data.ex.exception
+
+
 def test_environment_decorator(runtime: Any) -> None:
     result, r, _ = run(runtime, """
 %%flow EnvFlow

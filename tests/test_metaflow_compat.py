@@ -266,3 +266,96 @@ def test_kernel_death_under_catch_is_failure_handled_by_catch(runtime: Any, tmp_
     assert start.data.ex.type == "metaflow.plugins.catch_decorator.FailureHandledByCatch"
     assert [m.value for m in start.metadata if m.type == "attempt"] == ["0", "1", "2"], "@catch's own attempt"
     assert [s.id for s in run["start"].child_steps] == ["end"]
+
+
+def test_project_system_tags_and_tag_filters_on_every_client_object(runtime: Any, tmp_path: Path) -> None:
+    from flowcell.client import Flow, default_namespace, namespace
+
+    path = tmp_path / "tagged.py"
+    path.write_text(textwrap.dedent('''
+        from metaflow import FlowSpec, step, project
+
+        @project(name="tagged")
+        class TaggedFlow(FlowSpec):
+            @step
+            def start(self):
+                self.x = 1
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    '''))
+    result = start_run(runtime, read_flow_file(path), {}, tags=["mine"])
+    assert result.status == "completed", result.failures
+    user = Run(result.pathspec, _check_namespace=False).system_tags
+    branch = next(t for t in user if t.startswith("user:")).replace("user:", "project_branch:user.")
+    try:
+        namespace("project:tagged")
+        run = Flow("TaggedFlow")[result.pathspec.split("/")[1]]
+        assert {"project:tagged", branch} <= run.system_tags
+        assert Flow("TaggedFlow").tags == frozenset()
+        assert [s.id for s in run.steps("mine", "project:tagged")] == ["end", "start"]
+        assert run.steps("not_a_tag") == [] and run["start"].tasks("not_a_tag") == []
+        task = run["start"].tasks("mine")[0]
+        assert "project:tagged" in task.tags and "mine" in task["x"].tags
+    finally:
+        default_namespace()
+
+
+CONFIG_FLOW = '''
+import json, os
+from metaflow import FlowSpec, step, project, environment, Config, config_expr, Parameter
+
+os.environ["METAFLOW_FLOW_CONFIG_VALUE"] = json.dumps({"given": {"size": 3, "env": {"vars": {"A": "a"}}}})
+
+
+def colon_parser(text):
+    key, value = text.split(":")
+    return {key: value.strip()}
+
+
+def default_of(ctx):
+    return ctx.configs.given.size + 1
+
+
+@project(name=config_expr("base").project)
+class ConfigFlow(FlowSpec):
+    base = Config("base", default_value={"project": "cfg_demo", "nested": {"word": "hi"}})
+    silly = Config("silly", default="silly.txt", parser=colon_parser)
+    given = Config("given")
+    size = Parameter("size", default=config_expr("given").size, type=int)
+    bigger = Parameter("bigger", default=default_of, type=int)
+
+    @environment(vars={"WORD": base.nested.word, "SIZE": config_expr("str(given.size)")})
+    @step
+    def start(self):
+        self.seen = (os.environ["WORD"], os.environ["SIZE"], self.size, self.bigger)
+        self.nested = self.base.nested.word
+        try:
+            self.base["project"] = "x"
+        except TypeError:
+            self.immutable = True
+        self.next(self.end)
+
+    @environment(**given.env)
+    @step
+    def end(self):
+        from metaflow import current
+        self.project = current.project_name
+        self.a = os.environ["A"]
+'''
+
+
+def test_configs_resolve_before_the_run_and_work_in_decorators(runtime: Any, tmp_path: Path) -> None:
+    """Metaflow's Config: sources, parser, config_expr in decorators and defaults, immutable values."""
+    (tmp_path / "silly.txt").write_text("baz: amazing")
+    path = tmp_path / "config_flow.py"
+    path.write_text(CONFIG_FLOW)
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "completed", result.failures
+    run = Run(result.pathspec, _check_namespace=False)
+    start = run["start"].task.data
+    assert start.seen == ("hi", "3", 3, 4) and start.nested == "hi" and start.immutable
+    assert start.silly == {"baz": "amazing"} and start.silly.baz == "amazing"
+    assert run["end"].task.data.project == "cfg_demo" and run["end"].task.data.a == "a"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import FlowcellError, NotFoundError
+from ..errors import FlowcellError, InvalidNameError, NotFoundError
 from ..store.metadata import RunRecord, TaskRecord
 from . import context
 from .task import Recorded, Task, _Data
@@ -39,7 +40,10 @@ class Step:
     def pathspec(self) -> str:
         return f"{self._run.pathspec}/{self.id}"
 
-    def tasks(self) -> list[Task]:
+    def tasks(self, *tags: str) -> list[Task]:
+        """The step's tasks; with ``tags``, none unless the run has them all (tags belong to the run)."""
+        if not set(tags) <= self._run.tags:
+            return []
         return [Task._of(r, self._run._root, self._run.id) for r in reversed(self._records())]
 
     def __iter__(self) -> Iterator[Task]:
@@ -129,7 +133,10 @@ class Run(Recorded):
     def pathspec(self) -> str:
         return f"{self._record.flow}/{self.id}"
 
-    def steps(self) -> list[Step]:
+    def steps(self, *tags: str) -> list[Step]:
+        """The run's steps; with ``tags``, none unless the run has them all."""
+        if not set(tags) <= self.tags:
+            return []
         meta, _ = context.stores_for(self._root)
         names = [s for s in meta.steps(self._record.flow, self._record.run_number) if not s.startswith("_")]
         return [Step._of(self, n) for n in reversed(names)]
@@ -167,40 +174,47 @@ class Run(Recorded):
 
     # -- tags (Metaflow's mutation API) ---------------------------------------------
 
-    def _mutate_tags(self, add: list[str], remove: list[str]) -> None:
-        add = config.check_tags(add)
-        remove = config.check_tags(remove)
-        protected = [t for t in remove if t in self._record.system_tags]
+    def _mutate_tags(self, add: Any, remove: Any) -> None:
+        """Metaflow's ``replace_tags``: remove, then add, atomically.  Adding a system tag is a
+        no-op; removing one fails the whole change.  The run's tags afterwards hold this change
+        even when another process changes the run's tags at the same time."""
+        add, remove = _tag_list(add, "tags_to_add"), _tag_list(remove, "tags_to_remove")
+        if not add and not remove:
+            raise InvalidNameError("Must add or remove at least one tag.")
+        meta, _ = context.stores_for(self._root)
+        fresh = meta.get_run(self._record.flow, self._record.run_number) or self._record
+        system = set(fresh.system_tags)
+        protected = sorted(set(remove) & system)
         if protected:
             raise FlowcellError(f"Cannot remove system tag {protected[0]!r} from {self.pathspec}: system tags "
                                 "record how the run was made and are immutable.")
-        meta, _ = context.stores_for(self._root)
-        meta.set_tags(self._record.flow, self._record.run_number, [t for t in add if t not in remove],
-                      [t for t in remove if t not in add], max_tags=config.MAX_USER_TAGS)
-        fresh = meta.get_run(self._record.flow, self._record.run_number)
-        if fresh is not None:
-            self._record = fresh
+        add = [t for t in add if t not in system]
+        meta.set_tags(self._record.flow, self._record.run_number, add, [t for t in remove if t not in add],
+                      max_tags=config.MAX_USER_TAGS)
+        fresh = meta.get_run(self._record.flow, self._record.run_number) or fresh
+        tags = [t for t in fresh.tags if t not in remove or t in add] + [t for t in add if t not in fresh.tags]
+        self._record = dataclasses.replace(fresh, tags=tags)
 
     def add_tag(self, tag: str) -> None:
-        """Add one user tag."""
-        self._mutate_tags([tag], [])
+        """Add one user tag (a list is accepted too, as Metaflow does)."""
+        self._mutate_tags(_one_or_many(tag), [])
 
     def add_tags(self, tags: list[str]) -> None:
         self._mutate_tags(tags, [])
 
     def remove_tag(self, tag: str) -> None:
         """Remove one user tag (system tags cannot be removed)."""
-        self._mutate_tags([], [tag])
+        self._mutate_tags([], _one_or_many(tag))
 
     def remove_tags(self, tags: list[str]) -> None:
-        self._mutate_tags([], list(tags))
+        self._mutate_tags([], tags)
 
     def replace_tag(self, tag_to_remove: str, tag_to_add: str) -> None:
         """Remove one tag and add another in one atomic change."""
-        self._mutate_tags([tag_to_add], [tag_to_remove])
+        self._mutate_tags(_one_or_many(tag_to_add), _one_or_many(tag_to_remove))
 
     def replace_tags(self, tags_to_remove: list[str], tags_to_add: list[str]) -> None:
-        self._mutate_tags(list(tags_to_add), list(tags_to_remove))
+        self._mutate_tags(tags_to_add, tags_to_remove)
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -243,6 +257,36 @@ class Run(Recorded):
         return hash(self.pathspec)
 
 
+def _one_or_many(tag: Any) -> Any:
+    return [tag] if isinstance(tag, (str, bytes)) else tag
+
+
+def _tag_list(tags: Any, what: str) -> list[str]:
+    """Metaflow's tag rules: an iterable (not a string) of non-empty text of at most 500
+    characters; UTF-8 bytes are taken as their text.  Blank tags are refused too."""
+    if isinstance(tags, (str, bytes)):
+        raise InvalidNameError(f"{what} must be a list of tags, not a single string.")
+    try:
+        items = list(tags)
+    except TypeError:
+        raise InvalidNameError(f"{what} must be a list of tags, not {type(tags).__name__}.") from None
+    out = []
+    for tag in items:
+        if isinstance(tag, bytes):
+            try:
+                tag = tag.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidNameError("Tags must be UTF-8 text; these bytes are not.") from None
+        if not isinstance(tag, str):
+            raise InvalidNameError(f"Tags must be strings, not {type(tag).__name__} {tag!r}.")
+        if not tag.strip():  # Metaflow refuses only ""; a blank tag is as surely a mistake
+            raise InvalidNameError("Tags must not be empty or blank.")
+        if len(tag) > config.MAX_TAG_LENGTH:
+            raise InvalidNameError(f"Tag {tag[:40]!r}... is longer than {config.MAX_TAG_LENGTH} characters.")
+        out.append(tag)
+    return list(dict.fromkeys(out))
+
+
 class Flow:
     """A flow's runs, newest first: ``Flow("PlayListFlow").latest_run``."""
 
@@ -256,6 +300,11 @@ class Flow:
     @property
     def pathspec(self) -> str:
         return self.id
+
+    #: A flow has no tags of its own in Metaflow; its runs do.
+    tags: frozenset[str] = frozenset()
+    user_tags: frozenset[str] = frozenset()
+    system_tags: frozenset[str] = frozenset()
 
     def _ns_tags(self, tags: tuple[str, ...]) -> tuple[str, ...]:
         ns = context.get_namespace()

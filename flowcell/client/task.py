@@ -28,6 +28,11 @@ class DataArtifact:
         return f"{self._task.pathspec}/{self.id}"
 
     @property
+    def tags(self) -> frozenset[str]:
+        """The run's tags, as Metaflow gives every object of a run."""
+        return self._task.tags
+
+    @property
     def data(self) -> Any:
         if self._ref.get("root"):
             blobs = BlobStore(self._ref["root"])  # a spin's input, read where it lives

@@ -16,6 +16,7 @@ from ..graph import FlowGraph
 from ..lint import prepare
 from ..model import FlowSource
 from ..pins import flow_environment, record_run_environment
+from ..project import project_fields, project_tags
 from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore, RunRecord
 from ..store.serialize import dump_artifact
@@ -114,7 +115,8 @@ def start_run(
     blobs = BlobStore(root)
     user = username()
     shown = params_mod.display_values(values)
-    run_number = meta.new_run(flow.name, user, user_tags, system_tags(user), shown, source=flow.path)
+    run_number = meta.new_run(flow.name, user, user_tags, system_tags(user) + _project_tags(flow, user), shown,
+                              source=flow.path)
     with _failing_run(meta, flow.name, run_number):
         record_run_environment(meta, flow.name, run_number, flow_environment(flow, with_metaflow=False))
         write_run_id(run_id_file, run_number)
@@ -126,6 +128,11 @@ def start_run(
                      tags=user_tags, cwd=os.getcwd(), max_workers=max_workers,
                      fingerprints=Fingerprints(meta, flow, str(root), list(values), shown, reuse))
     return _execute(runtime, ctx, first, observer)
+
+
+def _project_tags(flow: FlowSource, user: str) -> list[str]:
+    """``project:N`` and ``project_branch:B`` for a flow with ``@project`` (Metaflow's system tags)."""
+    return project_tags(project_fields(flow.flow_decorators, flow.name, user))
 
 
 def check_run_id_file(path: str | None) -> None:
@@ -233,7 +240,7 @@ def start_resume(
         user_tags = check_tags(list(tags or []))
         user = username()
         shown = {**origin.params, **params_mod.display_values({k: values[k] for k in override_refs})}
-        run_number = meta.new_run(flow.name, user, user_tags, system_tags(user), shown,
+        run_number = meta.new_run(flow.name, user, user_tags, system_tags(user) + _project_tags(flow, user), shown,
                                   origin_run_number=origin.run_number, source=flow.path)
         record_run_environment(meta, flow.name, run_number, flow_environment(flow, with_metaflow=False))
     except BaseException:

@@ -73,8 +73,11 @@ class TaskRequest:
         deco = cell.decorator("environment")
         if deco is not None and not self.skip_decorators:
             given = deco.kwargs.get("vars") or {}
-            if isinstance(given, Expression):
-                env_expr = str(given)  # evaluated by the task after its module code
+            unpacked = deco.kwargs.get("**") or []
+            if isinstance(given, Expression) or unpacked:
+                # evaluated by the task after its module code: vars=EXPR, and **MAPPING's own vars
+                env_expr = "{" + ", ".join([f"**({given if isinstance(given, Expression) else repr(given)})",
+                                            *(f"**(dict(**({u})).get('vars') or {{}})" for u in unpacked)]) + "}"
             else:
                 env = {str(k): str(v) for k, v in given.items()}
         secrets = None if self.skip_decorators else cell.decorator("secrets")
@@ -94,10 +97,9 @@ class TaskRequest:
             namespace=self.namespace, username=self.username, tags=self.tags,
             parameter_names=self.parameter_names, environment=env,
             client_root=self.client_root or self.root,
-            cards=[] if self.skip_decorators else [
-                CardSpec(type=d.kwargs.get("type", "default"), id=d.kwargs.get("id"))
-                for d in cell.decorators if d.name == "card"],
+            cards=[] if self.skip_decorators else [card_spec(d.kwargs) for d in cell.decorators if d.name == "card"],
             flow_decorators=list(self.flow.flow_decorators), environment_expr=env_expr,
+            timeout=None if self.skip_decorators else _timeout_seconds(cell),
         )
 
 
@@ -129,6 +131,18 @@ class TaskOutcome:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+def card_spec(kwargs: dict[str, Any]) -> CardSpec:
+    """What the task needs of one ``@card(...)`` (an expression for ``options`` is evaluated there)."""
+    options = kwargs.get("options")
+    timeout = kwargs.get("timeout")
+    return CardSpec(type=str(kwargs.get("type", "default")), id=kwargs.get("id"),
+                    options=options if isinstance(options, dict) else None,
+                    options_expr=str(options) if isinstance(options, Expression) else None,
+                    timeout=float(timeout) if isinstance(timeout, (int, float)) else None,
+                    save_errors=kwargs.get("save_errors", True) is not False,
+                    customize=str(kwargs.get("customize")) == "True")
 
 
 def _timeout_seconds(cell: StepCell) -> float | None:
@@ -213,6 +227,10 @@ async def execute_task(
     cell = request.flow.steps[request.step]
     times, pause = retry_policy(cell, request.skip_decorators)
     timeout = None if request.skip_decorators else _timeout_seconds(cell)
+    if timeout is not None:
+        # The step is stopped inside its kernel at `timeout` (TimeoutException, which @catch
+        # catches); this deadline only ends a task stuck where that signal cannot reach.
+        timeout += TIMEOUT_GRACE
     catch = None if request.skip_decorators else cell.decorator("catch")
     catch_var = (catch.kwargs.get("var") if catch else None)
     attempt = 0
@@ -237,6 +255,9 @@ async def execute_task(
         if pause:
             await asyncio.sleep(pause)
 
+
+#: Seconds past its @timeout after which a task that did not stop by itself has its kernel interrupted.
+TIMEOUT_GRACE = 10.0
 
 #: How many times one attempt moves to another kernel because its kernel was lost before starting it.
 MAX_KERNEL_REPLACEMENTS = 2
@@ -286,7 +307,8 @@ async def _attempt(pool: KernelPool, request: TaskRequest, spec: TaskSpec, emit:
             await kernel.interrupt()
             outcome = TaskOutcome(status="failed", attempt=attempt, error=TaskError(
                 "StepTimeoutError",
-                f"{request.pathspec} ran longer than its @timeout of {timeout or 0:g} s and was stopped",
+                f"{request.pathspec} ran longer than its @timeout of {(timeout or TIMEOUT_GRACE) - TIMEOUT_GRACE:g} s "
+                "and did not stop; its kernel was interrupted",
                 [], "timeout"))
         except asyncio.CancelledError:
             await kernel.interrupt()

@@ -63,9 +63,10 @@ BOX_W, BOX_H, GAP_X, GAP_Y, SLOT_W = 150, 40, 28, 48, 16
 
 def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
     depth = {n: 0 for n in nodes}
-    for _ in nodes:  # longest path from the sources; the graph is acyclic
+    for _ in nodes:  # longest path from the sources; the only loop allowed is a switch's to itself
         for a, b in edges:
-            depth[b] = max(depth[b], depth[a] + 1)
+            if a != b:
+                depth[b] = max(depth[b], depth[a] + 1)
     return depth
 
 
