@@ -18,8 +18,9 @@ recorded by the foreach parent), and the distributions of the modules it loaded.
 
 Record (``version`` 1), as agreed in REUSE-DESIGN.md:
 
-``python``, ``step_norm``, ``step_source`` (blob address of the raw cell text),
-``module`` ({statement name: digest}), ``module_source`` (blob address),
+``python``, ``step_norm``, ``step_source`` (address of the raw cell text; the text is in the
+store's ``fingerprint_sources``, see ``store.fingerprints.source_text``),
+``module`` ({statement name: digest}), ``module_source`` (address, likewise),
 ``decorators`` (normalised sources, step then flow decorators), ``join``,
 ``reads`` ({name: content address or null when absent}), ``join_reads`` (one such
 dict per join input, or null), ``read_all``, ``params`` ({name: short repr} of the
@@ -158,15 +159,9 @@ class CodeComponents:
     code: str
     #: Modules the step's and the module code's import statements name (for the distributions).
     imports: frozenset[str] = frozenset()
-
-    @property
-    def step_address(self) -> str:
-        """The blob address of the step's raw text (what ``record["step_source"]`` holds)."""
-        return _h(self.step_source)
-
-    @property
-    def module_address(self) -> str:
-        return _h(self.module_source)
+    #: Addresses (blake3) of ``step_source`` and ``module_source``: what the record's fields hold.
+    step_address: str = ""
+    module_address: str = ""
 
 
 _components: dict[tuple[Any, ...], CodeComponents] = {}
@@ -185,9 +180,11 @@ def code_components(flow: FlowSource, step: str) -> CodeComponents:
     step_norm = normalized_digest(cell.body)
     module = module_digests(sources)
     code = _h(json.dumps([VERSION, _PYTHON, step_norm, sorted(module.items()), decorators, cell.join_arg]))
+    module_source = "\n".join(sources)
     found = CodeComponents(step=step, python=_PYTHON, step_norm=step_norm, step_source=cell.body, module=module,
-                           module_source="\n".join(sources), decorators=decorators, join=cell.join_arg,
-                           no_reuse=no_reuse, code=code, imports=frozenset(imported_modules([*sources, cell.body])))
+                           module_source=module_source, decorators=decorators, join=cell.join_arg,
+                           no_reuse=no_reuse, code=code, imports=frozenset(imported_modules([*sources, cell.body])),
+                           step_address=_h(cell.body), module_address=_h(module_source))
     if len(_components) >= _CACHE_MAX:
         _components.clear()
     _components[key] = found

@@ -30,6 +30,7 @@ from .model import FlowSource, ParameterSpec, StepCell
 from .pins import installed_version
 from .sourcediff import describe_lines, describe_list_change, describe_module_change, line_changes
 from .store.fingerprints import for_run
+from .store.fingerprints import source_text as fingerprint_source
 from .store.metadata import MetadataStore, RunRecord, TaskRecord
 
 UP_TO_DATE = "up to date"
@@ -251,12 +252,15 @@ class _Compare:
         return out
 
     def source_text(self, address: str | None) -> str | None:
-        """The raw text a run recorded (a small blob); None when it is not there."""
+        """The raw text a run recorded; None when it is not there."""
         if not address:
             return None
         from .errors import StoreError
 
-        try:
+        text = fingerprint_source(self.meta, address)  # where reuse keeps it (no fsync per code change)
+        if text is not None:
+            return text
+        try:  # stores that kept the text as a blob
             return self.meta.blobs.get(address).decode("utf-8", errors="replace")
         except StoreError:
             return None

@@ -86,10 +86,15 @@ def test_each_task_records_what_it_read_with_addresses(runtime: Any) -> None:
     assert sorted(train_rec["written"]) == ["model", "unused"]
     assert recs["start"][0]["reads"] == {} and recs["end"][0]["reads"] == {}
     assert train_rec["python"] and train_rec["step_norm"] and train_rec["join_reads"] is None
-    # The raw cell text is kept as a blob, for "cell changed (+2 -1 lines)" and --diff.
-    from flowcell.store.blobs import BlobStore
+    # The raw cell text is kept, for "cell changed (+2 -1 lines)" and --diff.
+    from flowcell.store.fingerprints import source_text
 
-    assert b"sum(self.rows)" in BlobStore(result.root).get(train_rec["step_source"])
+    meta = MetadataStore(result.root)
+    try:
+        assert "sum(self.rows)" in (source_text(meta, train_rec["step_source"]) or "")
+        assert 'alpha = Parameter("alpha", default=0.5)' in (source_text(meta, train_rec["module_source"]) or "")
+    finally:
+        meta.close()
 
 
 def test_foreach_records_items_and_input_counts_as_the_item(runtime: Any) -> None:

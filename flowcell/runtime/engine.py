@@ -89,30 +89,54 @@ class Runtime:
         ``emit`` is thread-safe.  Ctrl-C here cancels the coroutine (which stops its
         tasks and records the failure) and re-raises once it has cleaned up.
         """
-        events: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
+        events: queue.SimpleQueue[list[tuple[str, dict[str, Any]]]] = queue.SimpleQueue()
         finished = threading.Event()
         holder: dict[str, asyncio.Task[T]] = {}
+        # Events emitted on the loop in one iteration cross to this thread as one batch: every
+        # hand-over wakes this thread and costs a GIL switch (reused tasks finish by the dozen).
+        batch: list[tuple[str, dict[str, Any]]] = []
+
+        def flush() -> None:
+            if batch:
+                events.put(batch[:])
+                batch.clear()
 
         def emit(kind: str, payload: dict[str, Any]) -> None:
-            events.put((kind, payload))
+            if threading.current_thread() is not self._thread:
+                events.put([(kind, payload)])
+                return
+            if not batch:
+                self.loop.call_soon(flush)
+            batch.append((kind, payload))
+
+        done_marker: list[tuple[str, dict[str, Any]]] = []
 
         async def wrapper() -> T:
             task = holder["task"] = asyncio.ensure_future(make(emit))
             try:
                 return await task
             finally:
+                flush()
                 finished.set()
+                # Wake the waiting thread now, after the last event (else it notices only at its next poll).
+                events.put(done_marker)
 
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
         interrupted: KeyboardInterrupt | None = None
+        pending: list[tuple[str, dict[str, Any]]] = []
         while True:
             try:
-                try:
-                    kind, payload = events.get(timeout=0.02)
-                except queue.Empty:
-                    if finished.is_set() and events.empty():
+                if not pending:
+                    try:
+                        received = events.get(timeout=0.02)
+                    except queue.Empty:
+                        if finished.is_set() and events.empty():
+                            break
+                        continue
+                    if received is done_marker:
                         break
-                    continue
+                    pending = received
+                kind, payload = pending.pop(0)
                 if observer is not None:
                     observer(kind, payload)
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (runtime.signals)

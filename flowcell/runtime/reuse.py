@@ -20,7 +20,6 @@ from ..fingerprint import CodeComponents, addresses, code_components, make_recor
 from ..model import FlowSource
 from ..pins import distributions_for, installed_version
 from ..protocol import Frame, JoinInput
-from ..store.blobs import BlobStore
 from ..store.fingerprints import TaskFingerprint, candidates, save
 from ..store.metadata import MetadataStore, TaskRecord
 from .task import TaskOutcome
@@ -87,12 +86,13 @@ class Fingerprints:
             found = self._dists[modules] = distributions_for(modules)
         return found
 
-    def _store_sources(self, comp: CodeComponents) -> None:
-        """The raw step and module text as blobs, once per process: ``--diff`` shows them later."""
+    def _new_sources(self, comp: CodeComponents) -> dict[str, str]:
+        """The raw step and module text this store may not hold yet (``--diff`` shows them later)."""
+        out = {}
         for text, address in ((comp.step_source, comp.step_address), (comp.module_source, comp.module_address)):
             if (self.root, address) not in _stored_sources:
-                BlobStore(self.root).put(text.encode("utf-8", errors="surrogatepass"))
-                _stored_sources.add((self.root, address))
+                out[address] = text
+        return out
 
     def record(self, run_number: int, task_id: int, step: str, stack: list[Frame],
                inputs: dict[str, dict[str, Any]], join_inputs: list[JoinInput] | None,
@@ -117,10 +117,11 @@ class Fingerprints:
         params = {n: short_repr(self.param_display.get(n)) for n in reads if n in self.parameter_names}
         record = make_record(comp, reads, join_reads, read_all, params, split_of(stack),
                              self._distributions(modules), written, outcome.deleted)
-        self._store_sources(comp)
         fp = TaskFingerprint(self.flow.name, run_number, task_id, step, comp.code, split_key(record["split"]),
                              record_digest(comp.code, record), record)
-        save(self.meta, fp)
+        sources = self._new_sources(comp)
+        save(self.meta, fp, sources)
+        _stored_sources.update((self.root, a) for a in sources)
         return fp
 
     # -- reuse ---------------------------------------------------------------------

@@ -79,6 +79,9 @@ MIGRATIONS = [
     " digest TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (flow, run_number, task_id));"
     "CREATE INDEX IF NOT EXISTS task_fingerprints_by_code ON task_fingerprints"
     " (flow, step, code, split, run_number);",
+    # 4: the raw text of step cells and module code the fingerprints name (status shows diffs of them);
+    # kept here, not as blobs, so recording a new version costs no fsync.
+    "CREATE TABLE IF NOT EXISTS fingerprint_sources (address TEXT PRIMARY KEY, text TEXT NOT NULL);",
 ]
 
 

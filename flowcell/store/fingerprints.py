@@ -1,6 +1,7 @@
 """The ``task_fingerprints`` table: one row per executed task, looked up by reuse and status.
 
-A task taken from another run (``--reuse`` or a resume clone) has no row of its
+The raw text of the step cells and module code that records name by address is in
+``fingerprint_sources`` (:func:`source_text`).  A task taken from another run (``--reuse`` or a resume clone) has no row of its
 own: :func:`load` follows its ``origin`` to the task that ran.  The lookup for
 reuse is one indexed query on ``(flow, step, code, split)``, newest first.
 """
@@ -32,15 +33,24 @@ class TaskFingerprint:
         return f"{self.flow}/{self.run_number}/{self.step}/{self.task_id}"
 
 
-def save(meta: MetadataStore, fp: TaskFingerprint) -> None:
-    """Store the fingerprint of an executed task (replacing one of an earlier attempt)."""
+def save(meta: MetadataStore, fp: TaskFingerprint, sources: dict[str, str] | None = None) -> None:
+    """Store the fingerprint of an executed task (replacing one of an earlier attempt), and the
+    source texts it names (``{address: text}``) that the store may not have yet."""
     with meta.transaction() as cur:
+        cur.executemany("INSERT OR IGNORE INTO fingerprint_sources (address, text) VALUES (?, ?)",
+                        list((sources or {}).items()))
         cur.execute(
             "INSERT OR REPLACE INTO task_fingerprints (flow, run_number, task_id, step, code, split, digest, record)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (fp.flow, fp.run_number, fp.task_id, fp.step, fp.code, fp.split, fp.digest,
              json.dumps(fp.record, separators=(",", ":"))),
         )
+
+
+def source_text(meta: MetadataStore, address: str) -> str | None:
+    """The step cell or module code a record names (``record["step_source"]``, ``["module_source"]``)."""
+    rows = meta._query("SELECT text FROM fingerprint_sources WHERE address = ?", (address,))
+    return str(rows[0]["text"]) if rows else None
 
 
 def _row(row: Any) -> TaskFingerprint:
