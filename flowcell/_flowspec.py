@@ -278,7 +278,7 @@ class FlowInstance:
     def index(self) -> int | None:
         return self._fc_stack[-1]["index"] if self._fc_stack else None
 
-    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+    def foreach_stack(self) -> list[tuple[int, int | None, Any]]:
         """``(index, num_splits, value)`` for each enclosing foreach, outermost first."""
         out = []
         for frame in self._fc_stack:
@@ -286,7 +286,7 @@ class FlowInstance:
                 value = _foreach_value(self, frame)
             except Exception:
                 value = None
-            out.append((frame["index"], frame["num_splits"], value))
+            out.append((frame["index"], None if frame.get("unbounded") else frame["num_splits"], value))
         return out
 
     def merge_artifacts(

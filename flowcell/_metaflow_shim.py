@@ -139,6 +139,8 @@ def _build(name: str) -> types.ModuleType:
             UserStepDecorator=_Mutator, user_step_decorator=_passthrough("user_step_decorator"),
             MetaflowException=MetaflowException, __getattr__=_from_top,
         )
+    elif name == "metaflow.plugins":
+        attrs["InternalTestUnboundedForeachInput"] = InternalTestUnboundedForeachInput
     elif name == "metaflow.client":
         attrs["__getattr__"] = _from_client
     elif name == "metaflow.exception":
@@ -169,6 +171,25 @@ def _build(name: str) -> types.ModuleType:
         attrs.update(IncludeFile=IncludeFile, IncludedFile=_IncludedFile)
     mod.__dict__.update(attrs)
     return mod
+
+
+class InternalTestUnboundedForeachInput:
+    """Metaflow's test input for an unbounded foreach: the items of an iterable, by index."""
+
+    def __init__(self, iterable: Any) -> None:
+        self.iterable = list(iterable)
+
+    def __iter__(self) -> Any:
+        return iter(self.iterable)
+
+    def __getitem__(self, key: int) -> Any:
+        return self.iterable[key] if key is not None and 0 <= key < len(self.iterable) else None
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+    def __repr__(self) -> str:
+        return f"InternalTestUnboundedForeachInput({self.iterable!r})"
 
 
 class _IncludedFile:

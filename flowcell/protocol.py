@@ -36,17 +36,22 @@ class Frame:
     var: str | None = None
     #: A foreach item's digest, recorded by the foreach parent (the fingerprint's split).
     item: str | None = None
+    #: An unbounded foreach's item: the step sees no split count (``foreach_stack()`` gives None).
+    unbounded: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "step": self.step, "index": self.index,
                              "num_splits": self.num_splits, "var": self.var}
         if self.item is not None:
             d["item"] = self.item
+        if self.unbounded:
+            d["unbounded"] = True
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Frame:
-        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"), d.get("item"))
+        return cls(d["kind"], d["step"], d["index"], d["num_splits"], d.get("var"), d.get("item"),
+                   bool(d.get("unbounded")))
 
 
 @dataclass

@@ -359,3 +359,38 @@ def test_configs_resolve_before_the_run_and_work_in_decorators(runtime: Any, tmp
     assert start.seen == ("hi", "3", 3, 4) and start.nested == "hi" and start.immutable
     assert start.silly == {"baz": "amazing"} and start.silly.baz == "amazing"
     assert run["end"].task.data.project == "cfg_demo" and run["end"].task.data.a == "a"
+
+
+def test_unbounded_foreach_has_a_control_task_and_workers(runtime: Any, tmp_path: Path) -> None:
+    """Metaflow's local unbounded foreach: one control task beside the workers; joins see only workers."""
+    path = tmp_path / "ubf.py"
+    path.write_text(textwrap.dedent('''
+        from metaflow import FlowSpec, step, unbounded_test_foreach_internal
+
+        class UbfFlow(FlowSpec):
+            @step
+            def start(self):
+                from metaflow.plugins import InternalTestUnboundedForeachInput
+                self.arr = InternalTestUnboundedForeachInput(["a", "b"])
+                self.next(self.inner, foreach="arr")
+
+            @unbounded_test_foreach_internal
+            @step
+            def inner(self):
+                self.seen = (self.input, self.arr[self.index], self.foreach_stack()[-1][1])
+                self.next(self.join)
+
+            @step
+            def join(self, inputs):
+                self.seen = sorted(i.seen for i in inputs)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    '''))
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "completed", result.failures
+    run = Run(result.pathspec, _check_namespace=False)
+    assert len(run["inner"].tasks()) == 3 and len(list(run["inner"].control_tasks())) == 1
+    assert run["join"].task.data.seen == [("a", "a", None), ("b", "b", None)], "no split count, as Metaflow"

@@ -74,10 +74,12 @@ class Step:
         return [Step(f"{self._run.pathspec}/{name}", _run=self._run) for name in names]
 
     def control_tasks(self) -> Iterator[Task]:
-        """The control task of a @parallel step (its node 0); none for other steps, as in Metaflow."""
+        """The control tasks of a @parallel step (its node 0) or of an unbounded foreach; none for
+        other steps, as in Metaflow."""
         for task in self.tasks():
             frames = task._record.foreach_stack
-            if frames and frames[-1].get("var") == "_parallel_ubf_iter" and frames[-1].get("index") == 0:
+            if frames and (frames[-1].get("kind") == "control" or
+                           (frames[-1].get("var") == "_parallel_ubf_iter" and frames[-1].get("index") == 0)):
                 yield task
 
     @property

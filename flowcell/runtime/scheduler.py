@@ -18,6 +18,7 @@ from ..model import FlowSource
 from ..store.metadata import MetadataStore, TaskRecord
 from .kernels import KernelPool
 from ..protocol import Frame, JoinInput, NodeSpec
+from .control import is_unbounded, record_control_task
 from .recording import record_outcome, record_stopped
 from .reuse import Fingerprints
 from .task import EventSink, TaskOutcome, TaskRequest, execute_task
@@ -145,9 +146,13 @@ class Scheduler:
         if node.type == "foreach":
             n = outcome.num_splits if outcome and outcome.num_splits is not None else 0
             items = (outcome.split_items if outcome else None) or [None] * n
+            unbounded = is_unbounded(self.ctx.flow, node.out_funcs[0])
+            if unbounded:
+                record_control_task(self.ctx, t, node.out_funcs[0], n)
             return [p for i in range(n)
                     for p in self._route(node.out_funcs[0], t, t.stack + [
-                        Frame("foreach", t.step, i, n, node.foreach_param, items[i] if i < len(items) else None)])]
+                        Frame("foreach", t.step, i, n, node.foreach_param, items[i] if i < len(items) else None,
+                              unbounded)])]
         if node.type == "split-switch":
             value = outcome.switch_value if outcome else None
             return self._route(node.switch_cases[str(value)], t, t.stack)
