@@ -128,3 +128,44 @@ pass
 """, name="NotebookLoop")
     assert result.status == "completed", result.failures
     assert r["end"].task.data.n == 4
+
+
+def test_resume_of_a_recursive_switch_clones_the_turns_that_succeeded(tmp_path: Path) -> None:
+    """As Metaflow: resuming at the loop step clones its turns before the failed one, runs the rest."""
+    (tmp_path / "fail_once").write_text("")
+    path = tmp_path / "turns.py"
+    path.write_text(textwrap.dedent('''
+        import os
+        from metaflow import FlowSpec, step
+
+        class TurnsFlow(FlowSpec):
+            @step
+            def start(self):
+                self.count = 0
+                self.next(self.loop)
+
+            @step
+            def loop(self):
+                self.count += 1
+                if self.count == 3 and os.path.exists("fail_once"):
+                    os.remove("fail_once")
+                    raise RuntimeError("third turn fails once")
+                self.again = "yes" if self.count < 5 else "no"
+                self.next({"yes": self.loop, "no": self.end}, condition="again")
+
+            @step
+            def end(self):
+                pass
+    '''))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with Runner(path).run() as running:
+            assert not running.run.successful
+        with Runner(path).resume() as resumed:
+            run = Run(resumed.run.pathspec, _check_namespace=False)
+    finally:
+        os.chdir(cwd)
+    assert run.successful and run["end"].task.data.count == 5
+    turns = sorted(run["loop"], key=lambda t: t.data.count)
+    assert [t.origin_pathspec is not None for t in turns] == [True, True, False, False, False]

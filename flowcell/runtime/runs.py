@@ -18,7 +18,7 @@ from ..model import FlowSource
 from ..pins import flow_environment, record_run_environment
 from ..project import project_fields, project_tags
 from ..store.blobs import BlobStore
-from ..store.metadata import MetadataStore, RunRecord
+from ..store.metadata import MetadataStore, RunRecord, TaskRecord
 from ..store.serialize import dump_artifact
 from .engine import Observer, Runtime
 from .reuse import Fingerprints, reuse_summary
@@ -223,11 +223,7 @@ def start_resume(
         if step not in graph:
             raise FlowcellError(f"Flow {flow.name} has no step {step!r}; its steps are {', '.join(graph.sorted_nodes())}.")
         rerun = descendants(graph, step)
-        clone_from = {
-            (t.step, stack_key(t.foreach_stack)): t
-            for t in origin_tasks
-            if t.status == "completed" and t.step in graph and t.step not in rerun
-        }
+        clone_from = _clones(graph, origin_tasks, rerun, step)
         param_task = next((t for t in origin_tasks if t.step == "_parameters"), None)
         origin_params = meta.artifacts(flow.name, origin.run_number, param_task.task_id) if param_task else {}
         given = given_params or {}
@@ -256,6 +252,32 @@ def start_resume(
                      param_refs=override_refs,
                      fingerprints=Fingerprints(meta, flow, str(root), [s.var for s in flow.parameters], shown))
     return _execute(runtime, ctx, first, observer)
+
+
+def _clones(graph: FlowGraph, origin_tasks: list[TaskRecord], rerun: set[str], step: str
+            ) -> dict[tuple[str, tuple[Any, ...]], list[TaskRecord]]:
+    """The origin's tasks a resume clones, by (step, stack key), in the order they ran.
+
+    Every completed task of a step before ``step``; and when ``step`` is a recursive
+    switch (a conditional that loops back to itself), its turns that completed before the
+    first that did not, as Metaflow clones them.
+    """
+    clones: dict[tuple[str, tuple[Any, ...]], list[TaskRecord]] = {}
+    looping = graph[step].type == "split-switch" and step in graph[step].out_funcs
+    stopped: set[tuple[Any, ...]] = set()
+    for t in sorted(origin_tasks, key=lambda t: t.task_id):
+        if t.step not in graph:
+            continue
+        key = (t.step, stack_key(t.foreach_stack))
+        if t.step not in rerun:
+            if t.status == "completed":
+                clones.setdefault(key, []).append(t)
+        elif looping and t.step == step and key not in stopped:
+            if t.status == "completed":
+                clones.setdefault(key, []).append(t)
+            else:
+                stopped.add(key)
+    return clones
 
 
 def _origin_run(meta: MetadataStore, flow: str, origin_run_id: int | str | None,

@@ -80,7 +80,8 @@ class RunContext:
     max_workers: int = 4
     #: Resume: successful tasks of the origin run by (step, stack key), and the
     #: steps that must run again (everything else is cloned by reference).
-    clone_from: dict[tuple[str, tuple[Any, ...]], TaskRecord] = field(default_factory=dict)
+    #: Each (step, stack key) holds its tasks in order: a recursive switch's step has one per turn.
+    clone_from: dict[tuple[str, tuple[Any, ...]], list[TaskRecord]] = field(default_factory=dict)
     rerun_steps: set[str] = field(default_factory=set)
     #: Parameter artifacts every executed task sees (resume may override values).
     param_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -95,6 +96,8 @@ class Scheduler:
     emit: EventSink
     failed: list[Done] = field(default_factory=list)
     _joins: dict[tuple[Any, ...], dict[int, Done]] = field(default_factory=dict)
+    #: How many times each (step, stack key) has been reached: the turn of a recursive switch.
+    _turns: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
     async def run(self, first: list[Pending], skip: set[str] | None = None) -> str:
         """Run from ``first`` until ``end`` or a failure; return the run status."""
@@ -233,10 +236,11 @@ class Scheduler:
 
     async def _run_task(self, pending: Pending) -> Done:
         ctx = self.ctx
-        if pending.step not in ctx.rerun_steps:
-            origin = ctx.clone_from.get((pending.step, stack_key(pending.stack)))
-            if origin is not None:
-                return self._clone(pending, origin)
+        key = (pending.step, stack_key(pending.stack))
+        turn = self._turns[key] = self._turns.get(key, -1) + 1
+        origins = ctx.clone_from.get(key, [])
+        if turn < len(origins):  # resume decided which steps (and turns of a loop) are cloned
+            return self._clone(pending, origins[turn])
         reused = self._reuse(pending)
         if reused is not None:
             return reused
