@@ -42,6 +42,17 @@ def evaluate_parameters(flow: FlowSource, config_files: dict[str, str] | None = 
                         ) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     """``({var: default}, {METAFLOW_RUN_X: value}, {var: config value})`` after running ``flow``'s
     module code; ``config_files`` are the files given to the run for configs, by config name."""
+    payload = _evaluate(flow, config_files)
+    return payload["defaults"], payload["env"], payload["configs"]
+
+
+def evaluate_project(flow: FlowSource, user: str) -> dict[str, Any]:
+    """``@project``'s fields as the flow's tasks see them, after its module code ran (a name
+    from a config, a branch the module code sets); ``{}`` without ``@project``."""
+    return dict(_evaluate(flow, None, user)["project"])
+
+
+def _evaluate(flow: FlowSource, config_files: dict[str, str] | None, user: str | None = None) -> dict[str, Any]:
     request = {
         "config_files": config_files or {},
         "flow": flow.name,
@@ -50,7 +61,7 @@ def evaluate_parameters(flow: FlowSource, config_files: dict[str, str] | None = 
                   for c in flow.code_cells],
         "vars": [p.var for p in flow.parameters],
         "flow_decorators": flow.flow_decorators,
-        "user": os.environ.get("FLOWCELL_USER") or os.environ.get("METAFLOW_USER") or os.environ.get("USER"),
+        "user": user or os.environ.get("FLOWCELL_USER") or os.environ.get("METAFLOW_USER") or os.environ.get("USER"),
     }
     cwd = str(Path(flow.path).parent) if flow.path else None
     proc = subprocess.run([sys.executable, "-m", "flowcell._evaluate_child"], input=json.dumps(request),
@@ -60,5 +71,4 @@ def evaluate_parameters(flow: FlowSource, config_files: dict[str, str] | None = 
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ParameterError(f"Running the module code of flow {flow.name} to learn its parameter defaults "
                              f"failed: {detail}")
-    payload = pickle.loads(base64.b64decode(lines[-1].split(" ", 1)[1]))
-    return payload["defaults"], payload["env"], payload["configs"]
+    return dict(pickle.loads(base64.b64decode(lines[-1].split(" ", 1)[1])))

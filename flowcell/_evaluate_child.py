@@ -50,7 +50,10 @@ def _main() -> None:
             default = default(_context(request["flow"], getattr(param, "name", var), namespace))
         defaults[var] = resolve(default)
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
-    blob = base64.b64encode(pickle.dumps({"defaults": defaults, "env": env, "configs": configs})).decode()
+    project = {k: current._values[k] for k in ("project_name", "branch_name", "is_production", "is_user_branch",
+                                                "project_flow_name") if k in current._values}
+    blob = base64.b64encode(pickle.dumps({"defaults": defaults, "env": env, "configs": configs,
+                                          "project": project})).decode()
     sys.stdout.write(f"\nFLOWCELL-EVALUATED {blob}\n")
 
 

@@ -65,6 +65,20 @@ def project_fields(flow_decorators: list[str], flow_name: str, username: str | N
             "project_flow_name": f"{name}.{branch_name}.{flow_name}"}
 
 
+def needs_module_code(flow_decorators: list[str], module_code: list[str]) -> bool:
+    """Whether ``@project``'s fields depend on running the module code: an argument that is
+    not a literal, or module code that sets ``METAFLOW_BRANCH``/``METAFLOW_PRODUCTION``."""
+    call = _project_call(flow_decorators)
+    if call is None:
+        return False
+    for kw in call.keywords:
+        try:
+            ast.literal_eval(kw.value)
+        except ValueError:
+            return True
+    return any("METAFLOW_BRANCH" in code or "METAFLOW_PRODUCTION" in code for code in module_code)
+
+
 def project_tags(fields: dict[str, Any]) -> list[str]:
     """The run's system tags for its project (none without ``@project``)."""
     if not fields:

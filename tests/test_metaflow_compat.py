@@ -93,6 +93,7 @@ def test_metaflow_imports_inside_a_task_are_flowcells(runtime: Any, tmp_path: Pa
     assert start.data.seen_pathspec == start.pathspec == start.data.helper_pathspec
     assert start.data.run_id_type == "str"
     assert start.data.project == ("demo", "test.feature", "demo.test.feature.CompatFlow")
+    assert {"project:demo", "project_branch:test.feature"} <= run.system_tags, "the branch the module code set"
     assert start.data.step_here == "start" and start.data.is_base
     tasks = sorted(run["each"].tasks(), key=lambda t: t.index)
     assert [t.data.frames for t in tasks] == [[("start", "items", 2, 0, 1)], [("start", "items", 2, 1, 2)]]
@@ -359,6 +360,7 @@ def test_configs_resolve_before_the_run_and_work_in_decorators(runtime: Any, tmp
     assert start.seen == ("hi", "3", 3, 4) and start.nested == "hi" and start.immutable
     assert start.silly == {"baz": "amazing"} and start.silly.baz == "amazing"
     assert run["end"].task.data.project == "cfg_demo" and run["end"].task.data.a == "a"
+    assert "project:cfg_demo" in run.system_tags, "a project name from a config tags the run too"
 
 
 def test_unbounded_foreach_has_a_control_task_and_workers(runtime: Any, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from ..graph import FlowGraph
 from ..lint import prepare
 from ..model import FlowSource
 from ..pins import flow_environment, record_run_environment
-from ..project import project_fields, project_tags
+from ..project import needs_module_code, project_fields, project_tags
 from ..store.blobs import BlobStore
 from ..store.metadata import MetadataStore, RunRecord, TaskRecord
 from ..store.serialize import dump_artifact
@@ -132,6 +132,10 @@ def start_run(
 
 def _project_tags(flow: FlowSource, user: str) -> list[str]:
     """``project:N`` and ``project_branch:B`` for a flow with ``@project`` (Metaflow's system tags)."""
+    if needs_module_code(flow.flow_decorators, [c.source for c in flow.code_cells]):
+        from .._evaluate import evaluate_project  # runs the module code in a process: only for such flows
+
+        return project_tags(evaluate_project(flow, user))
     return project_tags(project_fields(flow.flow_decorators, flow.name, user))
 
 
