@@ -203,7 +203,12 @@ def parse_decorator(text: str, label: str) -> DecoratorSpec:
         )
     kwargs: dict[str, Any] = {}
     for kw in call_kwargs:
-        if kw.arg is None:  # @environment(**config): the mapping's keys are the arguments, known in the task
+        if kw.arg is None:
+            short = name.split(".")[-1]
+            if short in LOCAL_LITERAL_ARGS:
+                raise FlowSyntaxError(f"{label}: @{name} cannot take **kwargs; spell the arguments out.")
+            # @environment(**config), @resources(**cfg): the mapping's keys are the arguments, known in the
+            # task (@environment's vars) or only on Metaflow (the export keeps the text)
             kwargs.setdefault("**", []).append(Expression(ast.unparse(kw.value)))
             continue
         try:

@@ -396,3 +396,15 @@ def test_unbounded_foreach_has_a_control_task_and_workers(runtime: Any, tmp_path
     run = Run(result.pathspec, _check_namespace=False)
     assert len(run["inner"].tasks()) == 3 and len(list(run["inner"].control_tasks())) == 1
     assert run["join"].task.data.seen == [("a", "a", None), ("b", "b", None)], "no split count, as Metaflow"
+
+
+def test_double_star_arguments_only_where_flowcell_need_not_read_them() -> None:
+    import pytest
+
+    from flowcell.errors import FlowSyntaxError
+    from flowcell.model import parse_decorator
+
+    assert parse_decorator("environment(**cfg.env)", "cell").kwargs["**"] == ["cfg.env"]
+    assert parse_decorator("resources(**sizes)", "cell").source == "@resources(**sizes)"
+    with pytest.raises(FlowSyntaxError, match="cannot take \\*\\*kwargs"):
+        parse_decorator("retry(**opts)", "cell")
