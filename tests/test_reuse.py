@@ -415,3 +415,23 @@ def test_client_lists_reused_tasks_with_their_origin(runtime: Any) -> None:
     clone = Run._open(resumed.pathspec, resumed.root)["load"].task
     assert clone.origin_pathspec and not clone.reused
     assert Run._open(resumed.pathspec, resumed.root).reused == []
+
+
+def test_splits_without_an_item_digest_always_run(runtime: Any) -> None:
+    import json as _json
+
+    first = go(runtime, FOREACH)
+    meta = MetadataStore(first.root)
+    try:  # as recorded by a flowcell before item digests: the foreach parent's transition has no items
+        start = meta.tasks("TestFlow", first.run_number, "start")[0]
+        transition = {k: v for k, v in (start.transition or {}).items() if k != "items"}
+        with meta.transaction() as cur:
+            cur.execute("UPDATE tasks SET transition = ? WHERE flow = ? AND run_number = ? AND task_id = ?",
+                        (_json.dumps(transition), "TestFlow", first.run_number, start.task_id))
+    finally:
+        meta.close()
+    second = go(runtime, FOREACH, reuse=True)
+    # start matched; without item digests its splits run (equal outputs then let join and end reuse)
+    assert reused_steps(second) == ["end", "join", "start"]
+    assert ran_steps(second).count("each") == 4
+    same_as_fresh(runtime, FOREACH, second)

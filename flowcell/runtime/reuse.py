@@ -148,9 +148,10 @@ class Fingerprints:
              join_inputs: list[JoinInput] | None) -> Reused | None:
         """A completed earlier task this one can be taken from, with the outputs it gives now."""
         comp = code_components(self.flow, step)
-        if comp.no_reuse:
-            return None
-        split = split_key(split_of(stack))
+        frames = split_of(stack)
+        if comp.no_reuse or any(f["item"] is None for f in frames):
+            return None  # a foreach item without a digest (not picklable, or recorded before digests) always runs
+        split = split_key(frames)
         for origin, fp in candidates(self.meta, self.flow.name, step, comp.code, split):
             if origin.run_number == run_number or not self.matches(fp.record, inputs, join_inputs):
                 continue
