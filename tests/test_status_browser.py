@@ -22,34 +22,56 @@ def _title(page: Any, step: str) -> str:
     return str(page.locator(f".fc-badge[data-step='{step}']").get_attribute("title") or "")
 
 
-def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str, Any], browser: Any) -> None:
-    _notebook(lab["root"] / "stale.ipynb", CELLS)
-    page = _open(browser, lab, "stale.ipynb")
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    _wait_badge(page, "end", "succeeded")
-    _wait_badge(page, "start", "succeeded")
-    assert _title(page, "start") == ""
-
-    # Edit the start cell as a user would change its text, and run just that cell.
-    page.evaluate("""() => {
+def _run_cell(page: Any, index: int, source: str | None = None) -> None:
+    """Run one cell as a user would (its text changed first when ``source`` is given)."""
+    page.evaluate("""([index, source]) => {
         const nb = window.jupyterapp.shell.currentWidget.content;
-        nb.widgets[2].model.sharedModel.setSource('%%step start\\nself.x = 41\\nself.next(self.middle)');
-        nb.activeCellIndex = 2;
-        return window.jupyterapp.commands.execute('notebook:run-cell');
-    }""")
-    _wait_badge(page, "start", "stale")
+        if (source !== null) { nb.widgets[index].model.sharedModel.setSource(source); }
+        nb.activeCellIndex = index;
+        window.jupyterapp.commands.execute('notebook:run-cell');
+    }""", [index, source])
+
+
+def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str, Any], browser: Any) -> None:
+    _notebook(lab["root"] / "stale.ipynb", [*CELLS, "run2 = %run_flow --reuse"])
+    page = _open(browser, lab, "stale.ipynb")
+    for index in range(len(CELLS)):  # everything but the last cell, which runs later
+        _run_cell(page, index)
+    _wait_badge(page, "end", "succeeded")
+    _wait_badge(page, "middle", "succeeded")
+    assert _title(page, "middle") == ""
+
+    # Edit the middle cell (the same value, written differently) and run just that cell.
+    _run_cell(page, 3, "%%step middle\nself.y = self.alpha + self.x\nself.next(self.end)")
     _wait_badge(page, "middle", "stale")
-    badge = page.locator(".fc-badge[data-step='start']")
-    assert badge.text_content() == "start · stale"
+    _wait_badge(page, "end", "stale")
+    badge = page.locator(".fc-badge[data-step='middle']")
+    assert badge.text_content() == "middle · stale"
     assert "fc-status-stale" in (badge.get_attribute("class") or "")
-    assert _title(page, "start") == "start is stale against run 1:\n• cell changed (+1 \u22121 line)"
-    assert _title(page, "middle") == "middle is stale against run 1:\n• upstream step `start` is stale"
+    assert _title(page, "middle") == "middle is stale against run 1:\n• cell changed (+1 \u22121 line)"
+    assert _title(page, "end") == "end is stale against run 1:\n• upstream step `middle` is stale"
+    assert page.locator(".fc-badge[data-step='start']").text_content() == "start · succeeded"
     badge.hover()
     _shot(page, "labextension-stale-badge.png")
 
     # The Flow panel's graph marks the same steps, with the reasons in their tooltip.
     panel = _show_panel(page)
-    panel.locator("g.fc-step.fc-stale[data-step='start']").wait_for(timeout=30_000)
-    assert panel.locator("g.fc-step.fc-stale").count() == 3
-    assert "stale: cell changed (+1 \u22121 line)" in panel.locator("g.fc-step[data-step='start'] title").text_content()
+    panel.locator("g.fc-step.fc-stale[data-step='middle']").wait_for(timeout=30_000)
+    assert panel.locator("g.fc-step.fc-stale").count() == 2
+    assert "stale: cell changed (+1 \u22121 line)" in panel.locator("g.fc-step[data-step='middle'] title").text_content()
+
+    # Run again with reuse: start and end (its inputs came out the same) are taken from run 1,
+    # and the run view says so, with their origin; every badge is up to date again.
+    _run_cell(page, len(CELLS))
+    view = page.locator(".jp-Cell").nth(len(CELLS)).locator(".fc-run")
+    view.locator(".fc-node[data-step='end']").wait_for(timeout=120_000)
+    chips = view.locator(".fc-reused-chip")
+    assert chips.count() == 2
+    assert chips.first.text_content() == "reused"
+    assert chips.first.get_attribute("title").startswith("Reused from StaleFlow/1/start/")
+    assert view.locator(".fc-node.fc-reused").count() == 2 and view.locator(".fc-bar.fc-reused").count() == 2
+    _wait_badge(page, "middle", "succeeded")
+    _wait_badge(page, "end", "succeeded")
+    view.scroll_into_view_if_needed()
+    _shot(page, "labextension-reused-run-view.png")
     page.close()
