@@ -130,15 +130,15 @@ def test_lab_state_says_which_steps_are_stale_after_module_code_and_a_default_ch
     assert front_end.sent[-1]["stale"] == {"run": "1", "steps": {}}
 
     # A parameter's default is a value the steps read, not module code: only train and what follows.
+    sent = len(front_end.sent)
     cell("flow", "flow", FLOW.replace("default=0.5", "default=0.7"))
-    front_end.receive({"type": "refresh"})
+    assert len(front_end.sent) == sent + 1  # running a %%flow cell pushes the new state
     state = front_end.sent[-1]["stale"]
     assert state["steps"] == {"train": ["parameter alpha: 0.5 in run 1, default now 0.7"],
                               "end": ["upstream step `train` is stale"]}
 
     cell("flow", "flow", FLOW.replace("x.strip()", "x.strip().lower()"))
     cell("step-1", "step", STEPS[1].replace("self.rows =", "# clean every row\nself.rows ="))  # a comment only
-    front_end.receive({"type": "refresh"})
     steps = front_end.sent[-1]["stale"]["steps"]
     assert steps["start"] == ["module code changed (`def clean`)"]
     assert steps["load"] == ["module code changed (`def clean`)", "upstream step `start` is stale"]
