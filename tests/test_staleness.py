@@ -175,3 +175,21 @@ def test_status_of_a_failed_run_and_of_its_resume(runtime: Any, tmp_path: Any) -
     assert [(s.step, [r.message for r in s.reasons]) for s in flow_status(flow).steps if s.stale] == [
         ("each", ["cell changed (+1 \u22121 line)"]), ("join", ["upstream step `each` is stale"]),
         ("end", ["upstream step `join` is stale"])]
+
+
+def test_a_step_added_and_one_removed_since_the_run(runtime: Any) -> None:
+    from flowcell.staleness import flow_status
+
+    run(runtime, "%%step start\nself.next(self.a)\n%%step a\nself.v = 1\nself.next(self.end)\n%%step end\npass",
+        name="Renamed")
+    flow = make_flow("%%step start\nself.next(self.b)\n%%step b\nself.v = 1\nself.next(self.end)\n%%step end\npass",
+                     name="Renamed")
+    report = flow_status(flow)
+    # start's own transition changed (next b instead of a): its cell changed.
+    assert [(s.step, [r.message for r in s.reasons]) for s in report.steps] == [
+        ("start", ["cell changed (+1 \u22121 line)"]),
+        ("b", ["not in run 1", "upstream step `start` is stale"]),
+        ("end", ["upstream step `b` is stale"]),
+    ]
+    assert report.removed == ["a"]
+    assert "(run 1 also has step a, no longer in the flow)" in str(report)

@@ -33,9 +33,9 @@ def _run_cell(page: Any, index: int, source: str | None = None) -> None:
 
 
 def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str, Any], browser: Any) -> None:
-    _notebook(lab["root"] / "stale.ipynb", [*CELLS, "run2 = %run_flow --reuse"])
+    _notebook(lab["root"] / "stale.ipynb", [*CELLS, "%flow_graph", "run2 = %run_flow --reuse"])
     page = _open(browser, lab, "stale.ipynb")
-    for index in range(len(CELLS)):  # everything but the last cell, which runs later
+    for index in range(len(CELLS) + 1):  # everything but the last cell, which runs later
         _run_cell(page, index)
     _wait_badge(page, "end", "succeeded")
     _wait_badge(page, "middle", "succeeded")
@@ -59,11 +59,17 @@ def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str
     panel.locator("g.fc-step.fc-stale[data-step='middle']").wait_for(timeout=30_000)
     assert panel.locator("g.fc-step.fc-stale").count() == 2
     assert "stale: cell changed (+1 \u22121 line)" in panel.locator("g.fc-step[data-step='middle'] title").text_content()
+    # So does the %flow_graph widget, redrawn when the cell was registered.
+    graph = page.locator(".jp-Cell").nth(len(CELLS)).locator(".fc-graph")
+    graph.locator(".fc-node.fc-stale[data-step='middle']").wait_for(timeout=30_000)
+    assert graph.locator(".fc-node.fc-stale").count() == 2
+    assert graph.locator(".fc-node[data-step='middle'] .fc-node-sub").text_content().startswith("stale")
+    assert "\u2022 cell changed (+1 \u22121 line)" in graph.locator(".fc-node[data-step='middle'] title").text_content()
 
     # Run again with reuse: start and end (its inputs came out the same) are taken from run 1,
     # and the run view says so, with their origin; every badge is up to date again.
-    _run_cell(page, len(CELLS))
-    view = page.locator(".jp-Cell").nth(len(CELLS)).locator(".fc-run")
+    _run_cell(page, len(CELLS) + 1)
+    view = page.locator(".jp-Cell").nth(len(CELLS) + 1).locator(".fc-run")
     view.locator(".fc-node[data-step='end']").wait_for(timeout=120_000)
     chips = view.locator(".fc-reused-chip")
     assert chips.count() == 2
@@ -72,6 +78,7 @@ def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str
     assert view.locator(".fc-node.fc-reused").count() == 2 and view.locator(".fc-bar.fc-reused").count() == 2
     _wait_badge(page, "middle", "succeeded")
     _wait_badge(page, "end", "succeeded")
+    graph.locator(".fc-node.fc-stale").first.wait_for(state="detached", timeout=30_000)
     view.scroll_into_view_if_needed()
     _shot(page, "labextension-reused-run-view.png")
     page.close()
