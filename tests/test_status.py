@@ -205,6 +205,9 @@ def test_cli_status_json_diff_and_errors(tmp_path: Path) -> None:
     assert diff.stdout.splitlines()[:4] == ["--- StatusFlow/1/train (run 1)", "+++ train (cell 4)",
                                            "@@ -1,3 +1,4 @@", "-%%step train"]
     assert "+n = len(self.rows)" in diff.stdout
+    # The module code every step runs changed too: its diff follows the cell's.
+    assert "+++ %%flow module code (notebook)" in diff.stdout
+    assert "-    return x.strip()\n+    return x.strip().title()" in diff.stdout
     as_json = json.loads(_flowcell("status", "status.ipynb", "--diff", "start", "--json", cwd=tmp_path).stdout)
     assert as_json["step"] == "start" and "+# the raw rows" in as_json["diff"]
 
