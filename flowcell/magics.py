@@ -126,6 +126,9 @@ class FlowcellMagics(Magics):
         except (FlowcellError, SyntaxError) as exc:
             raise UsageError(str(exc)) from None
         self.cells.register("flow", f"flow:{hash(cell)}", code, self._cell_id)
+        # Module code and defaults are part of every step: stale marks may have changed.
+        self._redraw_graph()
+        self.bridge.push()
         if params:
             print(f"Flow {self.current_flow().name}: parameters {', '.join(p.name for p in params)}")
 

@@ -209,7 +209,6 @@ class _Compare:
         self.flow, self.run, self.meta = flow, run, meta
         self.label = f"run {run.run_number}"
         self.specs = {p.var: p for p in flow.parameters} | {p.name: p for p in flow.parameters}
-        self.components: dict[str, Any] = {}
 
     def own_reasons(self, step: str, cell: StepCell, tasks: list[TaskRecord],
                     records: Sequence[Mapping[str, Any]]) -> list[Reason]:
@@ -367,7 +366,6 @@ def flow_status(flow: FlowSource, run: str | int | None = None, root: str | Path
     return compare(flow, record, meta, graph)
 
 
-
 def latest_reasons(flow: FlowSource, graph_of: Any = build_graph) -> tuple[str | None, dict[str, list[str]]]:
     """``(run id, {stale step: [reason, ...]})`` against the latest run, for badges and graph marks.
 
@@ -391,10 +389,11 @@ def _header(cell: StepCell, decorators: list[str]) -> str:
 
 
 def step_diff(flow: FlowSource, step: str, run: str | int | None = None, root: str | Path | None = None) -> str:
-    """The unified diff of ``step``'s cell from ``run``'s version (default: the latest run) to the notebook's.
+    """The unified diff of ``step``'s cell from ``run``'s version (default: the latest run) to the notebook's,
+    followed by the diff of the ``%%flow`` module code when that changed too (every step runs it).
 
     Whitespace and comments are part of the diff (it shows the text); whether the
-    step is stale ignores them.  An unchanged cell gives an empty string.
+    step is stale ignores them.  Nothing changed gives an empty string.
     """
     from . import config
     from .client.context import stores_for
@@ -407,23 +406,29 @@ def step_diff(flow: FlowSource, step: str, run: str | int | None = None, root: s
         raise _no_run(flow)
     record = find_run(flow, run, where)
     meta, _ = stores_for(where)
-    tasks = [t for t in meta.tasks(record.flow, record.run_number, step)]
+    tasks = meta.tasks(record.flow, record.run_number, step)
     label = f"run {record.run_number}"
     if not tasks:
         raise NotFoundError(f"Step {step!r} is not in {label} of {flow.name}, so there is no version to compare with.")
     records = for_run(meta, record.flow, record.run_number)
     then = next((records[t.task_id].record for t in tasks if t.task_id in records), None)
-    old = _Compare(flow, record, meta).source_text(then.get("step_source")) if then else None
-    if old is None:
+    work = _Compare(flow, record, meta)
+    old = work.source_text(then.get("step_source")) if then else None
+    if then is None or old is None:
         raise NotFoundError(f"{label.capitalize()} kept no copy of step {step!r}'s cell (recorded by an older "
                             "flowcell), so it cannot be compared.")
     cell = flow.steps[step]
     new_decorators = [d.source for d in cell.decorators]
     # Records list the step's decorators, then the flow's: the %%step line shows the step's.
-    old_decorators = list((then or {}).get("decorators") or [])
+    old_decorators = list(then.get("decorators") or [])
     tail = list(flow.flow_decorators)
     if tail and old_decorators[-len(tail):] == tail:
         old_decorators = old_decorators[:-len(tail)]
     before = _header(cell, old_decorators) + "\n" + old
     after = _header(cell, new_decorators) + "\n" + cell.body
-    return unified_diff(before, after, f"{record.pathspec}/{step} ({label})", f"{step} ({cell.label or 'notebook'})")
+    parts = [unified_diff(before, after, f"{record.pathspec}/{step} ({label})", f"{step} ({cell.label or 'notebook'})")]
+    old_module = work.source_text(then.get("module_source"))
+    if old_module is not None:
+        parts.append(unified_diff(old_module, code_components(flow, step).module_source,
+                                  f"{record.pathspec} %%flow module code ({label})", "%%flow module code (notebook)"))
+    return "\n".join(p for p in parts if p)

@@ -112,7 +112,7 @@ pass
 
 def test_run_view_marks_reused_tasks_with_their_origin(runtime: Any, tmp_path: Any) -> None:
     from flowcell.client import Run
-    from flowcell.runtime.runs import start_resume
+    from flowcell.runtime.runs import start_resume, start_run
     from flowcell.store.metadata import MetadataStore
     from flowcell.widgets.runview import run_view
 
@@ -126,18 +126,28 @@ def test_run_view_marks_reused_tasks_with_their_origin(runtime: Any, tmp_path: A
     meta = MetadataStore(resumed.root)
     view = run_view(meta, Run._open(resumed.pathspec, resumed.root)._record)
     nodes = {n["id"]: n for n in view["graph"]["nodes"]}
-    # start and the three splits were taken from run 1; join and end ran.
-    assert nodes["start"]["reused"] == 1 and nodes["each"]["reused"] == 3 and nodes["each"]["tasks"] == 3
-    assert "reused" not in nodes["join"] and "reused" not in nodes["end"]
-    origins = {t["step"]: t["origin"] for t in view["tasks"]}
-    assert origins["start"].startswith("ResumeFlow/1/start/") and origins["join"] is None
+    # start and the three splits were cloned from run 1; join and end ran.
+    assert nodes["start"]["cloned"] == 1 and nodes["each"]["cloned"] == 3 and nodes["each"]["tasks"] == 3
+    assert "cloned" not in nodes["join"] and "reused" not in nodes["each"]
+    tasks = {t["step"]: t for t in view["tasks"]}
+    assert tasks["start"]["origin"].startswith("ResumeFlow/1/start/") and tasks["start"]["taken"] == "cloned"
+    assert tasks["join"]["origin"] is None and tasks["join"]["taken"] is None
     assert view["reused"] == 4 and view["origin"] == "1"
+
+    # A run with reuse: everything unchanged is taken from run 2, marked "reused" with its origin.
+    again = start_run(runtime, make_flow(RESUMABLE), {}, reuse=True)
+    view = run_view(meta, Run._open(again.pathspec, again.root)._record)
+    nodes = {n["id"]: n for n in view["graph"]["nodes"]}
+    assert [(n["id"], n.get("reused"), n.get("cloned")) for n in view["graph"]["nodes"]] == [
+        ("start", 1, None), ("each", 3, None), ("join", 1, None), ("end", 1, None)]
+    tasks = {t["step"]: t for t in view["tasks"]}
+    assert tasks["join"]["taken"] == "reused" and tasks["join"]["origin"].startswith("ResumeFlow/2/join/")
 
 
 def test_status_of_a_failed_run_and_of_its_resume(runtime: Any, tmp_path: Any) -> None:
     """A failed task and a step the run never reached are stale; a resume's cloned tasks are
     compared through the tasks they were cloned from."""
-    from flowcell.runtime.runs import start_resume
+    from flowcell.runtime.runs import start_resume, start_run
     from flowcell.staleness import flow_status
 
     flag = tmp_path / "FAIL_JOIN"
@@ -157,3 +167,29 @@ def test_status_of_a_failed_run_and_of_its_resume(runtime: Any, tmp_path: Any) -
     assert report.headline() == "ResumeFlow: every step is up to date with run 2 (completed)."
     # The first run stays what it was.
     assert flow_status(flow, "1").stale == ["join", "end"]
+    # A run that reused every task is compared through the tasks that ran.
+    start_run(runtime, flow, {}, reuse=True)
+    report = flow_status(flow)
+    assert report.run_id == "3" and report.stale == [] and report["each"].reused == 3
+    flow.steps["each"].body = flow.steps["each"].body.replace("* 10", "* 100")
+    assert [(s.step, [r.message for r in s.reasons]) for s in flow_status(flow).steps if s.stale] == [
+        ("each", ["cell changed (+1 \u22121 line)"]), ("join", ["upstream step `each` is stale"]),
+        ("end", ["upstream step `join` is stale"])]
+
+
+def test_a_step_added_and_one_removed_since_the_run(runtime: Any) -> None:
+    from flowcell.staleness import flow_status
+
+    run(runtime, "%%step start\nself.next(self.a)\n%%step a\nself.v = 1\nself.next(self.end)\n%%step end\npass",
+        name="Renamed")
+    flow = make_flow("%%step start\nself.next(self.b)\n%%step b\nself.v = 1\nself.next(self.end)\n%%step end\npass",
+                     name="Renamed")
+    report = flow_status(flow)
+    # start's own transition changed (next b instead of a): its cell changed.
+    assert [(s.step, [r.message for r in s.reasons]) for s in report.steps] == [
+        ("start", ["cell changed (+1 \u22121 line)"]),
+        ("b", ["not in run 1", "upstream step `start` is stale"]),
+        ("end", ["upstream step `b` is stale"]),
+    ]
+    assert report.removed == ["a"]
+    assert "(run 1 also has step a, no longer in the flow)" in str(report)

@@ -130,15 +130,15 @@ def test_lab_state_says_which_steps_are_stale_after_module_code_and_a_default_ch
     assert front_end.sent[-1]["stale"] == {"run": "1", "steps": {}}
 
     # A parameter's default is a value the steps read, not module code: only train and what follows.
+    sent = len(front_end.sent)
     cell("flow", "flow", FLOW.replace("default=0.5", "default=0.7"))
-    front_end.receive({"type": "refresh"})
+    assert len(front_end.sent) == sent + 1  # running a %%flow cell pushes the new state
     state = front_end.sent[-1]["stale"]
     assert state["steps"] == {"train": ["parameter alpha: 0.5 in run 1, default now 0.7"],
                               "end": ["upstream step `train` is stale"]}
 
     cell("flow", "flow", FLOW.replace("x.strip()", "x.strip().lower()"))
     cell("step-1", "step", STEPS[1].replace("self.rows =", "# clean every row\nself.rows ="))  # a comment only
-    front_end.receive({"type": "refresh"})
     steps = front_end.sent[-1]["stale"]["steps"]
     assert steps["start"] == ["module code changed (`def clean`)"]
     assert steps["load"] == ["module code changed (`def clean`)", "upstream step `start` is stale"]
@@ -205,6 +205,9 @@ def test_cli_status_json_diff_and_errors(tmp_path: Path) -> None:
     assert diff.stdout.splitlines()[:4] == ["--- StatusFlow/1/train (run 1)", "+++ train (cell 4)",
                                            "@@ -1,3 +1,4 @@", "-%%step train"]
     assert "+n = len(self.rows)" in diff.stdout
+    # The module code every step runs changed too: its diff follows the cell's.
+    assert "+++ %%flow module code (notebook)" in diff.stdout
+    assert "-    return x.strip()\n+    return x.strip().title()" in diff.stdout
     as_json = json.loads(_flowcell("status", "status.ipynb", "--diff", "start", "--json", cwd=tmp_path).stdout)
     assert as_json["step"] == "start" and "+# the raw rows" in as_json["diff"]
 

@@ -109,12 +109,13 @@ def run_graph(tasks: list[TaskRecord]) -> dict[str, Any]:
         started = min(t.created_at for t in ts)
         ends = [t.finished_at for t in ts if t.finished_at is not None]
         done = len(ends) == len(ts)
-        reused = sum(1 for t in ts if t.origin)
+        reused = sum(1 for t in ts if (t.transition or {}).get("reused"))
+        cloned = sum(1 for t in ts if t.origin) - reused
         nodes.append({"id": name, "status": _step_status(ts), "tasks": len(ts),
                       "type": "join" if (ts[0].transition or {}).get("join") else
                       ("end" if name not in out_steps else "linear"),
                       "duration": (max(ends) - started) if done and ends else None,
-                      **({"reused": reused} if reused else {})})
+                      **({"reused": reused} if reused else {}), **({"cloned": cloned} if cloned else {})})
     return {"nodes": nodes, "edges": list(edges.values())}
 
 
@@ -128,6 +129,8 @@ def run_view(meta: MetadataStore, run: RunRecord, root: Any = None) -> dict[str,
              "attempt": t.attempt, "started": t.created_at, "finished": t.finished_at,
              "duration": _duration(t.created_at, t.finished_at, t.status), "lane": lanes[t.task_id],
              "foreach": _foreach(t, values), "origin": t.origin,
+             # Taken by --reuse (an equal task found), else cloned by a resume; None: it ran.
+             "taken": None if not t.origin else ("reused" if (t.transition or {}).get("reused") else "cloned"),
              "exception": None if not t.exception else f"{t.exception.get('ename')}: {t.exception.get('evalue')}"}
             for t in visible]
     return {**run_row(run, sum(1 for t in visible if t.origin)), "params": {k: _short(v) for k, v in run.params.items()},

@@ -57,8 +57,9 @@ export interface GraphNode {
   tasks?: number;
   /** Why the step is stale against the latest run (absent or empty: up to date). */
   stale?: string[];
-  /** Tasks of the step a run took from another run instead of executing them (reuse, resume). */
+  /** Tasks of the step a run took from an earlier run instead of executing them: by `--reuse`, by a resume. */
   reused?: number;
+  cloned?: number;
 }
 
 export interface GraphEdge {
@@ -93,9 +94,11 @@ const MARGIN = 16;
 /** The box's second line: duration (or status), task count, kind of step. */
 function subtitle(node: GraphNode): string {
   const parts: string[] = [];
-  if (node.duration !== undefined && node.duration !== null) {
+  // A step whose every task was taken from an earlier run has no duration of its own.
+  const taken = (node.reused ?? 0) + (node.cloned ?? 0) >= (node.tasks ?? 1);
+  if (!taken && node.duration !== undefined && node.duration !== null) {
     parts.push(seconds(node.duration));
-  } else {
+  } else if (!taken) {
     parts.push(node.status === 'never' ? 'not run' : node.status);
   }
   if (node.stale?.length) {
@@ -104,8 +107,10 @@ function subtitle(node: GraphNode): string {
   if ((node.tasks ?? 1) > 1) {
     parts.push(`${node.tasks} tasks`);
   }
-  if (node.reused) {
-    parts.push(node.reused >= (node.tasks ?? 1) ? 'reused' : `${node.reused} reused`);
+  for (const [count, word] of [[node.reused, 'reused'], [node.cloned, 'cloned']] as const) {
+    if (count) {
+      parts.push(count >= (node.tasks ?? 1) ? word : `${count} ${word}`);
+    }
   }
   if (node.type && ['foreach', 'split', 'split-switch', 'join'].includes(node.type)) {
     parts.push({ foreach: 'foreach', split: 'branch', 'split-switch': 'switch', join: 'join' }[node.type] as string);
@@ -371,7 +376,7 @@ export class GraphView {
         continue;
       }
       const g = svg('g', {
-        class: `fc-node fc-node-${node.type ?? 'linear'} fc-status-${node.status}${node.stale?.length ? ' fc-stale' : ''}${node.reused && node.reused >= (node.tasks ?? 1) ? ' fc-reused' : ''}${this.options.selected === node.id ? ' fc-selected' : ''}`,
+        class: `fc-node fc-node-${node.type ?? 'linear'} fc-status-${node.status}${node.stale?.length ? ' fc-stale' : ''}${(node.reused ?? 0) + (node.cloned ?? 0) >= (node.tasks ?? 1) ? ' fc-reused' : ''}${this.options.selected === node.id ? ' fc-selected' : ''}`,
         'data-step': node.id,
         transform: `translate(${box.x},${box.y})`,
         tabindex: 0

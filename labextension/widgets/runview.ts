@@ -18,7 +18,7 @@ export interface RunData {
   reused: number;
   origin: string | null;
   graph: GraphModel;
-  tasks: (TimelineTask & { attempt: number; duration: number | null; origin: string | null; exception: string | null })[];
+  tasks: (TimelineTask & { attempt: number; duration: number | null; origin: string | null; taken?: 'reused' | 'cloned' | null; exception: string | null })[];
   workers: number;
 }
 
@@ -73,7 +73,7 @@ function tasksTable(ctx: RunViewContext): HTMLElement {
     class: `fc-click${t.origin ? ' fc-reused' : ''}${ctx.detail?.pathspec === t.pathspec ? ' fc-selected' : ''}`,
     onclick: () => ctx.onTask(t.pathspec)
   },
-  h('td', {}, status(t.status), t.origin ? reusedChip(run, t.origin) : null),
+  h('td', {}, status(t.status), t.origin ? reusedChip(t.taken ?? 'cloned', t.origin) : null),
   h('td', { class: 'fc-name' }, t.step),
   h('td', { class: 'fc-num' }, t.id),
   h('td', {}, t.foreach.map(f => h('span', { class: 'fc-chip' }, `#${f.index}`, f.value !== null && f.value !== undefined ? h('span', { class: 'fc-muted' }, ` ${f.value}`) : null))),
@@ -125,15 +125,15 @@ export function themeCard(frame: HTMLIFrameElement): void {
 }
 
 /**
- * The mark of a task the run did not execute: "cloned" when a resume took it from the
- * run it resumed, "reused" when `--reuse` found an equal task (its origin in the title).
+ * The mark of a task the run did not execute: "reused" when `--reuse` found an equal
+ * task, "cloned" when a resume took it from the run it resumed (the origin in the title).
  */
-export function reusedChip(run: { origin: string | null }, origin: string): HTMLElement {
-  const cloned = run.origin !== null && origin.split('/')[1] === run.origin;
+export function reusedChip(taken: 'reused' | 'cloned', origin: string): HTMLElement {
+  const verb = taken === 'reused' ? 'Reused' : 'Cloned';
   return h('span', {
-    class: 'fc-chip fc-reused-chip',
-    title: `${cloned ? 'Cloned' : 'Reused'} from ${origin}: not executed in this run, its outputs taken by reference`
-  }, cloned ? 'cloned' : 'reused');
+    class: `fc-chip fc-reused-chip fc-${taken}`,
+    title: `${verb} from ${origin}: not executed in this run, its outputs taken by reference`
+  }, taken);
 }
 
 /**
