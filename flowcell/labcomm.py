@@ -7,7 +7,8 @@ restart that loads flowcell again) opens its own comm to that target and gets th
 flow's state in reply: the steps with their last status (never run, running,
 completed, failed — this kernel's spins first, else the latest run in the store), the
 steps that are stale against the latest run with the reasons (see
-:mod:`flowcell.staleness`), the graph as SVG, the recent runs and flowcell's version.  After every change the state
+:mod:`flowcell.staleness`), the graph as nodes and typed edges (the front end lays it
+out with dagre), the recent runs and flowcell's version.  After every change the state
 is sent on each open comm.
 
 The front end sends small requests: ``spin-next`` (spin the cell about to be executed
@@ -66,23 +67,24 @@ class LabBridge:
 
     def state(self) -> dict[str, Any]:
         """Everything the front end shows, as plain JSON."""
-        from .widgets import flow_graph_svg, step_statuses
+        from .widgets import graph_model, step_statuses
 
         flow = self.magics.current_flow()
         # The store knows steps this kernel has not registered yet (after a restart).
         latest = {k: v for k, v in step_statuses(flow.name).items() if v}
         names = list(flow.steps) + [name for name in latest if name not in flow.steps]
         steps = {name: self.statuses.get(name) or latest.get(name) or "never" for name in names}
-        svg = ""
+        graph = None
         stale = self._stale(flow)
         if flow.steps:
             try:
-                # The magics build the graph once per change of the cells.
-                svg = flow_graph_svg(self.magics.graph(flow), {k: (None if v == "never" else v) for k, v in steps.items()},
-                                     stale=stale.get("steps"))
+                # The magics build the graph once per change of the cells; the Flow panel lays
+                # out this model with dagre, like the %flow_graph widget.
+                graph = graph_model(self.magics.graph(flow), {k: (None if v == "never" else v) for k, v in steps.items()},
+                                    stale=stale.get("steps"))
             except Exception:  # a step cell that does not parse yet: no picture, still the list
-                svg = ""
-        return {"type": "state", "flow": flow.name, "steps": steps, "svg": svg, "runs": self._runs(flow.name),
+                graph = None
+        return {"type": "state", "flow": flow.name, "steps": steps, "graph": graph, "runs": self._runs(flow.name),
                 "stale": stale, "version": __version__}
 
     def _stale(self, flow: Any) -> dict[str, Any]:

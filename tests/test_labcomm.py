@@ -78,6 +78,26 @@ def test_a_front_end_that_connects_gets_the_state_with_the_version(magics: Any) 
     assert state["version"] == __version__
 
 
+def test_the_state_carries_the_graph_model_the_flow_panel_lays_out(magics: Any) -> None:
+    """Issue 17: the Flow panel draws the same dagre layout as %flow_graph, from the graph's model."""
+    comm = _open(magics.bridge, "tab-1")
+    magics.step("start", "self.next(self.a, self.b)")
+    assert comm.sent[-1]["graph"] == {"nodes": [{"id": "start", "type": "split", "status": "never"}], "edges": []}, \
+        "a flow being written shows the steps registered so far"
+    magics.step("a", "self.next(self.join)")
+    magics.step("b", "self.next(self.join)")
+    magics.step("join(inputs)", "self.next(self.end)")
+    magics.step("end", "pass")
+    graph = comm.sent[-1]["graph"]
+    assert [n["id"] for n in graph["nodes"]] == ["start", "a", "b", "join", "end"]
+    kinds = {(e["source"], e["target"]): e["kind"] for e in graph["edges"]}
+    assert kinds == {("start", "a"): "branch", ("start", "b"): "branch", ("a", "join"): "join",
+                     ("b", "join"): "join", ("join", "end"): "linear"}
+    magics.bridge.set_status("a", "running")
+    assert {n["id"]: n["status"] for n in comm.sent[-1]["graph"]["nodes"]}["a"] == "running"
+    assert "svg" not in comm.sent[-1], "the kernel no longer draws the panel's picture"
+
+
 def test_every_connected_front_end_gets_each_change_and_a_closed_one_none(magics: Any) -> None:
     first, second = _open(magics.bridge, "tab-1"), _open(magics.bridge, "tab-2")
     magics.step("start", "self.next(self.end)")

@@ -173,10 +173,10 @@ def smoke(browser: Any, server: dict[str, Any], shots: str, notebook7: bool = Fa
     _shot(page, f"{shots}-badges.png")
     # The Flow panel: the DAG with statuses; clicking a step scrolls to its cell.
     panel = _show_panel(page)
-    panel.locator("g.fc-step[data-step='end']").wait_for(timeout=30_000)
+    panel.locator(".fc-node[data-step='end']").wait_for(timeout=30_000)
     assert "LabFlow" in panel.text_content()
     page.locator(".jp-Cell").nth(0).click()
-    panel.locator("g.fc-step[data-step='end']").click()
+    panel.locator(".fc-node[data-step='end']").click()
     page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCellIndex === 3", timeout=10_000)
     _shot(page, f"{shots}-flow-panel.png")
     # Run flow from the keyboard updates the panel's recent runs.
@@ -335,27 +335,35 @@ def test_one_render_per_change_however_often_the_notebook_is_switched(lab: dict[
     page.close()
 
 
-def test_kernel_svg_goes_through_the_sanitizer_and_typing_does_not_touch_badges(
+def test_panel_graph_is_laid_out_by_dagre_as_text_and_typing_does_not_touch_badges(
         lab: dict[str, Any], browser: Any) -> None:
-    """Issue 10.7: script and handlers in the kernel's SVG are dropped; typing is debounced."""
+    """Issue 17: the Flow panel lays out the kernel's graph model with the widgets' dagre code;
+    markup in a name from the kernel stays text (issue 10.7); typing is debounced."""
     _notebook(lab["root"] / "hostile.ipynb", [
-        "%load_ext flowcell\n%flowcell autospin off\nimport flowcell.widgets as w\n_svg = w.flow_graph_svg\n"
-        "w.flow_graph_svg = lambda *a, **k: _svg(*a, **k).replace('</svg>', "
-        "'<script>window.__pwned = 1</script><image href=\"x\" onerror=\"window.__pwned = 2\"/></svg>')",
+        "%load_ext flowcell\n%flowcell autospin off\nimport flowcell.widgets as w\n_model = w.graph_model\n"
+        "def hostile(*args, **kwargs):\n    model = _model(*args, **kwargs)\n"
+        "    model['edges'][0]['label'] = '<img src=x onerror=\"window.__pwned = 1\"><script>window.__pwned = 2</script>'\n"
+        "    return model\n"
+        "w.graph_model = hostile",
         "%%step start\nself.next(self.end)",
         "%%step end\npass",
     ])
     page = _open(browser, lab, "hostile.ipynb")
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     panel = _show_panel(page)
-    panel.locator("g.fc-step[data-step='end']").wait_for(timeout=60_000)
+    panel.locator(".fc-node[data-step='end']").wait_for(timeout=60_000)
     page.evaluate("new Promise(r => setTimeout(r, 500))")
     assert page.evaluate("window.__pwned") is None
-    assert panel.locator("script, image, [onerror]").count() == 0
+    assert panel.locator("script, img, [onerror]").count() == 0
+    assert "<img src=x" in panel.locator(".fc-edge-label text").text_content(), "shown as text"
+    # dagre's layout, as in the widget: end below start, the edge routed between them.
+    start = panel.locator(".fc-node[data-step='start']").bounding_box()
+    end = panel.locator(".fc-node[data-step='end']").bounding_box()
+    assert end["y"] > start["y"] + start["height"] and panel.locator("path.fc-edge").count() == 1
     # The graph still works: clicking a step selects its cell.
-    panel.locator("g.fc-step[data-step='end']").click()
+    panel.locator(".fc-node[data-step='end']").click()
     page.wait_for_function("window.jupyterapp.shell.currentWidget.content.activeCellIndex === 2", timeout=10_000)
-    # Issue 17.4: the sanitized graph sits in the zoomable viewport; + makes it larger, fit brings it back.
+    # Issue 17.4: the graph sits in the zoomable viewport; + makes it larger, fit brings it back.
     drawing = panel.locator(".fc-graph-viewport svg.fc-graph-canvas > g")
     fitted = drawing.bounding_box()["width"]
     viewport_width = panel.locator(".fc-graph-viewport").bounding_box()["width"]
@@ -365,7 +373,7 @@ def test_kernel_svg_goes_through_the_sanitizer_and_typing_does_not_touch_badges(
     assert drawing.bounding_box()["width"] > fitted * 1.5
     panel.locator(".fc-zoom-fit").click()
     assert abs(drawing.bounding_box()["width"] - fitted) < 1
-    assert panel.locator("g.fc-step[data-step='end']").count() == 1
+    assert panel.locator(".fc-node[data-step='end']").count() == 1
     panel.locator(".fc-zoom-in").click()  # kept through the re-render the rename below causes
 
     # Typing in a step's body leaves its badge alone; renaming the step updates it once typing pauses.
@@ -386,7 +394,7 @@ def test_kernel_svg_goes_through_the_sanitizer_and_typing_does_not_touch_badges(
     page.keyboard.type("x", delay=20)
     _wait_badge(page, "startx", "never run")
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-cell')")  # the kernel's graph changes
-    panel.locator("g.fc-step[data-step='startx']").wait_for(timeout=30_000)
+    panel.locator(".fc-node[data-step='startx']").wait_for(timeout=30_000)
     assert drawing.bounding_box()["width"] > fitted * 1.1
     page.close()
 
@@ -432,8 +440,8 @@ def test_a_cell_deleted_in_the_notebook_leaves_the_flow(lab: dict[str, Any], bro
     page.wait_for_function("window.jupyterapp.shell.currentWidget.content.widgets.length === 5")
     panel = _show_panel(page)
     # The kernel dropped the step and pushed the new state: the graph has start -> end only.
-    panel.locator("g.fc-step[data-step='end']").wait_for(timeout=30_000)
-    page.wait_for_function("!document.querySelector(\"#flowcell-panel g.fc-step[data-step='extra']\")",
+    panel.locator(".fc-node[data-step='end']").wait_for(timeout=30_000)
+    page.wait_for_function("!document.querySelector(\"#flowcell-panel .fc-node[data-step='extra']\")",
                            timeout=30_000)
     page.evaluate("(async () => { const nb = window.jupyterapp.shell.currentWidget;"
                   " nb.content.activeCellIndex = 4;"

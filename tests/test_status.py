@@ -136,6 +136,9 @@ def test_lab_state_says_which_steps_are_stale_after_module_code_and_a_default_ch
     state = front_end.sent[-1]["stale"]
     assert state["steps"] == {"train": ["parameter alpha: 0.5 in run 1, default now 0.7"],
                               "end": ["upstream step `train` is stale"]}
+    # The Flow panel's graph (laid out in the front end) carries the same marks.
+    marks = {n["id"]: n.get("stale") for n in front_end.sent[-1]["graph"]["nodes"]}
+    assert marks["train"] == state["steps"]["train"] and marks["start"] is None
 
     cell("flow", "flow", FLOW.replace("x.strip()", "x.strip().lower()"))
     cell("step-1", "step", STEPS[1].replace("self.rows =", "# clean every row\nself.rows ="))  # a comment only

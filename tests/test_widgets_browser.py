@@ -294,3 +294,20 @@ def test_widgets_in_jupyterlab(showcase: Any, lab: dict[str, Any], theme: str) -
     graph.locator(".fc-node[data-step='merge']").click()
     page.wait_for_function(f"window.jupyterapp.shell.currentWidget.content.activeCellIndex === {merge_cell}",
                            timeout=30_000)
+    # The Flow panel beside the notebook draws the same graph with the same dagre code: the
+    # foreach fan-out and the joins drawn distinctly; a click on a step goes to its cell.
+    page.evaluate("window.jupyterapp.shell.activateById('flowcell-panel')")
+    panel = page.locator("#flowcell-panel")
+    panel.locator(".fc-node[data-step='merge']").wait_for(timeout=30_000)
+    widget_edges = sorted(graph.locator("path.fc-edge").evaluate_all("ps => ps.map(p => p.getAttribute('class'))"))
+    panel_edges = sorted(panel.locator("path.fc-edge").evaluate_all("ps => ps.map(p => p.getAttribute('class'))"))
+    assert panel_edges == widget_edges and "fc-edge fc-edge-foreach" in panel_edges
+    assert panel.locator(".fc-node").count() == graph.locator(".fc-node").count() == 7
+    prepare, visit = (panel.locator(f".fc-node[data-step='{s}']").bounding_box() for s in ("prepare", "visit"))
+    assert visit["y"] > prepare["y"] + prepare["height"], "laid out top to bottom"
+    _shot(panel, "flow-panel", theme)
+    start_cell = next(i for i, c in enumerate(CELLS) if c.startswith("%%step start"))
+    panel.locator(".fc-node[data-step='start']").click()
+    page.wait_for_function(f"window.jupyterapp.shell.currentWidget.content.activeCellIndex === {start_cell}",
+                           timeout=30_000)
+    page.evaluate("window.jupyterapp.shell.collapseRight()")  # the notebook gets the width back

@@ -2,6 +2,7 @@
  * Reading flowcell cells on the front end: which step a cell declares.
  * Kept free of JupyterLab imports so it is unit-tested with node's test runner.
  */
+import type { GraphModel } from './graphview';
 
 export interface StepHeader {
   name: string;
@@ -40,7 +41,8 @@ export interface FlowState {
   type: 'state';
   flow: string;
   steps: Record<string, StepStatus>;
-  svg: string;
+  /** The flow's graph (flowcell.widgets.graph_model), laid out in the front end; null while a cell does not parse. */
+  graph: GraphModel | null;
   runs: { id: string; pathspec: string; status: string; tags: string[] }[];
   /** Steps stale against the latest run (absent from kernels older than the stale state). */
   stale?: StaleState;

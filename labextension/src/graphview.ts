@@ -189,6 +189,8 @@ export interface GraphViewOptions {
   /** Largest height of the view before it scrolls/zooms inside (px). */
   maxHeight?: number;
   selected?: string;
+  /** Where a user left an earlier view of the same graph (see `GraphView.moved`). */
+  initial?: ViewState | null;
 }
 
 let instances = 0;
@@ -211,8 +213,7 @@ export interface ViewState {
 
 /**
  * Pan, zoom and fit for an SVG drawing: `canvas` is sized to the viewport and `group`
- * (the drawing, `size` px at 1:1) is transformed inside it. Used by GraphView and by the
- * Flow panel around the kernel's sanitized SVG, so both have the same controls.
+ * (the drawing, `size` px at 1:1) is transformed inside it.
  */
 export class Viewport {
   /** The zoom in / zoom out / fit buttons. */
@@ -343,7 +344,8 @@ export class GraphView {
           svg('path', { d: 'M0,5 L5,0 L10,5 L5,10 z', class: 'fc-arrowhead fc-arrowhead-join' }))),
       this.group);
     this.draw(marker);
-    this.view = new Viewport(canvas, this.group, this.lay, { maxHeight: options.maxHeight, handles: '.fc-node' });
+    this.view = new Viewport(canvas, this.group, this.lay,
+      { maxHeight: options.maxHeight, handles: '.fc-node', initial: options.initial });
     this.element = h('div', { class: 'fc-graph' }, this.view.toolbar, this.view.element, this.legend());
   }
 
@@ -405,6 +407,11 @@ export class GraphView {
   /** Scale to the container's width (never above 1:1), height to match. */
   fit(): void {
     this.view.fit();
+  }
+
+  /** The zoom and pan a user chose, or null while the view fits itself. */
+  get moved(): ViewState | null {
+    return this.view.moved;
   }
 
   zoomBy(factor: number, cx?: number, cy?: number): void {

@@ -8,9 +8,8 @@
  * Settings Editor can change them.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, ISanitizer, showDialog } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
-import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 
 import { Bridge } from './bridge';
 import { parseStepLine } from './cells';
@@ -69,12 +68,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'flowcell:plugin',
   description: 'Step badges, spin from the keyboard, and the flow beside the notebook.',
   autoStart: true,
-  requires: [INotebookTracker, ISanitizer],
+  requires: [INotebookTracker],
   optional: [ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
-    sanitizer: IRenderMime.ISanitizer,
     palette: ICommandPalette | null
   ) => {
     console.log(`flowcell ${VERSION} front end is active`);
@@ -89,7 +87,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       return bridge;
     };
-    const panel = new FlowPanel(app, sanitizer, CommandIDs.load);
+    const panel = new FlowPanel(app, CommandIDs.load);
     app.shell.add(panel, 'right', { rank: 600 });
 
     tracker.widgetAdded.connect((_, nb) => void bridgeFor(nb));

@@ -1,61 +1,25 @@
 /**
  * The "Flow" side panel: the DAG and the recent runs of the active notebook.
  *
- * The graph is SVG drawn by the kernel; it goes through JupyterLab's sanitizer with
- * an allow-list of plain SVG shapes before it reaches the page, then sits in the same
- * pan/zoom/fit viewport as the dagre graph (graphview.ts's Viewport).
+ * The graph is the kernel's graph model (steps with their status, typed edges), laid out
+ * by dagre and drawn by graphview.ts's GraphView — the same code the %flow_graph widget
+ * uses — with the same zoom, pan and fit; a click on a step goes to its cell. It is built
+ * as DOM nodes with text nodes for every name, so no markup from the kernel reaches the page.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
 import { Bridge } from './bridge';
-import { Viewport, ViewState } from './graphview';
+import { GraphView, ViewState } from './graphview';
 import { VERSION } from './version';
-
-/** SVG elements and attributes the graph may use; anything else (scripts, handlers, links) is dropped. */
-const SVG_TAGS = ['svg', 'g', 'defs', 'marker', 'path', 'line', 'polyline', 'polygon', 'rect', 'circle',
-  'ellipse', 'text', 'tspan', 'title'];
-const SVG_ATTRIBUTES = ['xmlns', 'width', 'height', 'viewbox', 'x', 'y', 'x1', 'y1', 'x2', 'y2', 'cx', 'cy',
-  'r', 'rx', 'ry', 'd', 'points', 'transform', 'fill', 'fill-opacity', 'opacity', 'stroke', 'stroke-width',
-  'stroke-dasharray', 'font-family', 'font-size', 'font-weight', 'text-anchor', 'dominant-baseline',
-  'marker-end', 'markerwidth', 'markerheight', 'refx', 'refy', 'orient', 'class', 'data-step',
-  'data-jupyter-id'];
-
-/** Sanitize the kernel's graph SVG for insertion with innerHTML. */
-export function sanitizeGraph(sanitizer: IRenderMime.ISanitizer, svg: string): string {
-  return sanitizer.sanitize(svg, { allowedTags: SVG_TAGS, allowedAttributes: { '*': SVG_ATTRIBUTES } });
-}
-
-/**
- * Put the sanitized graph's drawing in a group the viewport can move and scale: the
- * viewBox (which would fight the transform) becomes the drawing's size at 1:1.
- */
-export function zoomable(canvas: SVGSVGElement, initial: ViewState | null = null): Viewport {
-  const box = canvas.viewBox?.baseVal;
-  const width = box?.width || Number(canvas.getAttribute('width')) || 0;
-  const height = box?.height || Number(canvas.getAttribute('height')) || 0;
-  const group = document.createElementNS('http://www.w3.org/2000/svg', 'g');
-  const drawing = document.createElementNS('http://www.w3.org/2000/svg', 'g');
-  if (box && (box.x || box.y)) {
-    drawing.setAttribute('transform', `translate(${-box.x},${-box.y})`);
-  }
-  drawing.append(...Array.from(canvas.childNodes));
-  group.append(drawing);
-  canvas.append(group);
-  canvas.removeAttribute('viewBox');
-  canvas.classList.add('fc-graph-canvas');
-  return new Viewport(canvas, group, { width, height }, { handles: '.fc-step', initial });
-}
 
 export class FlowPanel extends Widget {
   private _bridge: Bridge | null = null;
-  private _view: Viewport | null = null;
+  private _view: GraphView | null = null;
   private _viewOf: Bridge | null = null;
 
   constructor(
     private readonly _app: JupyterFrontEnd,
-    private readonly _sanitizer: IRenderMime.ISanitizer,
     private readonly _loadCommand: string
   ) {
     super();
@@ -134,23 +98,11 @@ export class FlowPanel extends Widget {
     const node = this.node;
     const state = bridge.state!;
     node.append(Object.assign(document.createElement('h3'), { textContent: state.flow }));
-    const graph = document.createElement('div');
-    graph.className = 'fc-graph';
-    graph.innerHTML = sanitizeGraph(this._sanitizer, state.svg);
-    // The sanitizer moves ids aside (DOM clobbering); the arrow heads need theirs back.
-    graph.querySelectorAll<SVGMarkerElement>('marker[data-jupyter-id^="fc-"]').forEach(m => {
-      m.id = m.dataset.jupyterId ?? '';
-    });
-    graph.querySelectorAll<SVGGElement>('g.fc-step').forEach(g => {
-      g.addEventListener('click', () => this._showStep(bridge, g.dataset.step ?? ''));
-    });
-    const canvas = graph.querySelector('svg');
-    if (canvas) {
-      this._view = zoomable(canvas, kept);
+    if (state.graph && state.graph.nodes.length) {
+      this._view = new GraphView(state.graph, { initial: kept, onStep: step => this._showStep(bridge, step) });
       this._viewOf = bridge;
-      graph.append(this._view.toolbar, this._view.element);
+      node.append(this._view.element);
     }
-    node.append(graph);
     node.append(Object.assign(document.createElement('h3'), { textContent: 'Recent runs' }));
     const list = document.createElement('ul');
     for (const run of state.runs) {
