@@ -195,6 +195,8 @@ def test_module_code_defaults_constants_and_parallel(runtime: Any, tmp_path: Pat
     assert start.data.refused == ["from_env", "LIMIT"], "parameters and constants are read-only"
     assert run["join"].task.data.nodes == [(0, 3, 0), (1, 3, 1), (2, 3, 2)]
     assert [t.index for t in run["fan"].control_tasks()] == [0]
+    assert [t.metadata_dict.get("internal_task_type") for t in sorted(run["fan"], key=lambda t: t.index)] == \
+        ["control", None, None], "Metaflow marks the control task"
     join = run["join"].task
     assert join.data.me.pathspec == join.pathspec and join.data.run_of.id == run.id
     assert join.data.me.parent.id == "join", "current.task reads through the Client once the task is stored"
@@ -395,6 +397,7 @@ def test_unbounded_foreach_has_a_control_task_and_workers(runtime: Any, tmp_path
     assert result.status == "completed", result.failures
     run = Run(result.pathspec, _check_namespace=False)
     assert len(run["inner"].tasks()) == 3 and len(list(run["inner"].control_tasks())) == 1
+    assert next(run["inner"].control_tasks()).metadata_dict["internal_task_type"] == "control"
     assert run["join"].task.data.seen == [("a", "a", None), ("b", "b", None)], "no split count, as Metaflow"
 
 
@@ -408,3 +411,36 @@ def test_double_star_arguments_only_where_flowcell_need_not_read_them() -> None:
     assert parse_decorator("resources(**sizes)", "cell").source == "@resources(**sizes)"
     with pytest.raises(FlowSyntaxError, match="cannot take \\*\\*kwargs"):
         parse_decorator("retry(**opts)", "cell")
+
+
+def test_parallel_workers_dying_under_catch_record_no_catch_attempt(runtime: Any, tmp_path: Path) -> None:
+    """As Metaflow: @catch's own attempt is recorded on the @parallel control task, not on its workers."""
+    path = tmp_path / "par_dies.py"
+    path.write_text(textwrap.dedent('''
+        import os, signal
+        from metaflow import FlowSpec, step, catch, parallel
+
+        class ParDiesFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.fan, num_parallel=2)
+
+            @catch(var="ex")
+            @parallel
+            @step
+            def fan(self):
+                os.kill(os.getpid(), signal.SIGKILL)
+                self.next(self.join)
+
+            @step
+            def join(self, inputs):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    '''))
+    result = start_run(runtime, read_flow_file(path), {})
+    assert result.status == "completed", result.failures
+    tasks = sorted(Run(result.pathspec, _check_namespace=False)["fan"], key=lambda t: t.index)
+    assert [[m.value for m in t.metadata if m.type == "attempt"] for t in tasks] == [["0", "1"], ["0"]]

@@ -283,6 +283,12 @@ class Task(Recorded):
         entries = [Metadata("attempt", str(i), r.created_at, "attempt", self.pathspec) for i in range(r.attempt + 1)]
         if r.finished_at:
             entries.append(Metadata("attempt-done", str(r.attempt), r.finished_at, "attempt-done", self.pathspec))
+        frames = r.foreach_stack
+        if frames and (frames[-1].get("kind") == "control" or
+                       (frames[-1].get("var") == "_parallel_ubf_iter" and frames[-1].get("index") == 0)):
+            # the control task of a @parallel step or an unbounded foreach (Metaflow's marker)
+            entries.append(Metadata("internal_task_type", "control", r.created_at, "internal_task_type",
+                                    self.pathspec))
         if r.origin:
             parts = r.origin.split("/")
             entries += [Metadata("origin-run-id", parts[-3], r.created_at, "origin-run-id", self.pathspec),

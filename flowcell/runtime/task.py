@@ -245,8 +245,10 @@ async def execute_task(
             if catch_var and outcome.error and outcome.caught is None:
                 # The kernel died or timed out: the child could not apply @catch itself.
                 outcome = await _caught_in_parent(pool, request, outcome, catch_var, emit)
-                if on_retry:
-                    on_retry(outcome.attempt)  # record @catch's own attempt, as Metaflow does
+                if on_retry and not _parallel_worker(request.foreach_stack):
+                    # record @catch's own attempt, as Metaflow does (not for a @parallel worker: its
+                    # control task stands for the step)
+                    on_retry(outcome.attempt)
             return outcome
         attempt += 1
         if on_retry:
@@ -254,6 +256,11 @@ async def execute_task(
         emit("retry", {"attempt": attempt, "error": outcome.error.to_dict() if outcome.error else None})
         if pause:
             await asyncio.sleep(pause)
+
+
+def _parallel_worker(stack: list[dict[str, Any]]) -> bool:
+    """A @parallel task other than its control task (node 0)."""
+    return bool(stack) and stack[-1].get("var") == "_parallel_ubf_iter" and stack[-1].get("index") != 0
 
 
 #: Seconds past its @timeout after which a task that did not stop by itself has its kernel interrupted.
