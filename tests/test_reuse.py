@@ -435,3 +435,21 @@ def test_splits_without_an_item_digest_always_run(runtime: Any) -> None:
     assert reused_steps(second) == ["end", "join", "start"]
     assert ran_steps(second).count("each") == 4
     same_as_fresh(runtime, FOREACH, second)
+
+
+def test_runner_run_with_reuse(tmp_path: Path) -> None:
+    from flowcell import Runner
+
+    nb = tmp_path / "small.ipynb"
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(c) for c in
+                  ["%%flow SmallFlow\nK = 2", "%%step start\nself.x = K\nself.next(self.end)",
+                   "%%step end\nself.y = self.x * 2"]]
+    nbformat.write(book, str(nb))
+    with Runner(nb).run() as first:
+        assert first.run.reused == []
+    with Runner(nb).run(reuse=True) as second:
+        run = second.run
+        assert [t.origin_pathspec for t in run.reused] == [t.pathspec for t in
+                                                           (first.run["start"].task, first.run["end"].task)]
+        assert run.data.y == 4
