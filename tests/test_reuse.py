@@ -453,3 +453,44 @@ def test_runner_run_with_reuse(tmp_path: Path) -> None:
         assert [t.origin_pathspec for t in run.reused] == [t.pathspec for t in
                                                            (first.run["start"].task, first.run["end"].task)]
         assert run.data.y == 4
+
+
+def test_a_metaflow_flow_file_reuses_what_did_not_change(runtime: Any, tmp_path: Path) -> None:
+    from flowcell.importer import read_flow_file
+
+    source = '''from metaflow import FlowSpec, Parameter, step
+
+
+class FileFlow(FlowSpec):
+    alpha = Parameter("alpha", default=1)
+    SCALE = 10
+
+    def helper(self):
+        return self.SCALE
+
+    @step
+    def start(self):
+        self.base = self.helper()
+        self.next(self.train)
+
+    @step
+    def train(self):
+        self.model = self.base * self.alpha
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.out = self.model + 1
+
+
+if __name__ == "__main__":
+    FileFlow()
+'''
+    path = tmp_path / "file_flow.py"
+    path.write_text(source)
+    start_run(runtime, read_flow_file(path), {})
+    second = start_run(runtime, read_flow_file(path), {"alpha": 3}, reuse=True)
+    assert sorted(p.split("/")[2] for p, _ in second.reused) == ["start"]
+    path.write_text(source.replace("SCALE = 10", "SCALE = 20"))  # class code counts for every step
+    third = start_run(runtime, read_flow_file(path), {"alpha": 3}, reuse=True)
+    assert third.reused == []
