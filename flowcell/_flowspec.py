@@ -111,9 +111,11 @@ def _foreach_value(source: Any, frame: dict[str, Any]) -> Any:
     loaded = getattr(source, "__dict__", {}).get("_fc_loaded")
     listed = loaded is not None and frame["var"] in loaded
     items = getattr(source, frame["var"])
-    if loaded is not None and not listed:
-        # Reading an item is matched by the item's own digest (reuse), not by the whole list.
+    if loaded is not None and not listed and frame["var"] in loaded:
+        # Reading an item is matched by the item's own digest (reuse), not by the whole list;
+        # a later read of the list itself counts again (FlowInstance.__getattr__).
         loaded.discard(frame["var"])
+        source.__dict__["_fc_item_only"].add(frame["var"])
     try:
         return items[frame["index"]]
     except TypeError:
@@ -172,6 +174,7 @@ class FlowInstance:
         d["_fc_peeked"] = set()  # names tested with `in` or looked up and absent (reuse's read set)
         d["_fc_set"] = set()  # names assigned on self (reuse: what the task wrote)
         d["_fc_read_all"] = False  # merge_artifacts read every input
+        d["_fc_item_only"] = set()  # foreach lists loaded only to give self.input
         d["_fc_deleted"] = set()
         d["_fc_stack"] = foreach_stack
         d["_fc_next"] = None
@@ -184,6 +187,9 @@ class FlowInstance:
             raise AttributeError(name)
         values = self._fc_values
         if name in values:
+            if name in self._fc_item_only:  # the list itself is read now, not just its item
+                self._fc_item_only.discard(name)
+                self._fc_loaded.add(name)
             return values[name]
         ref = self._fc_refs.get(name)
         if ref is not None and name not in self._fc_deleted:

@@ -176,3 +176,20 @@ def test_resume_records_executed_tasks_and_clones_point_at_their_origin(runtime:
         assert ran is not None and ran.run_number == resumed.run_number and set(ran.record["reads"]) == {"x"}
     finally:
         meta.close()
+
+
+def test_reading_the_foreach_list_itself_after_input_counts(runtime: Any) -> None:
+    result, _, _ = run(runtime, """
+%%step start
+self.items = [1, 2]
+self.next(self.each, foreach="items")
+%%step each
+first = self.input
+self.size = len(self.items) + first
+self.next(self.join)
+%%step join(inputs)
+self.next(self.end)
+%%step end
+pass
+""")
+    assert all("items" in s["reads"] for s in records(result)["each"])

@@ -435,3 +435,62 @@ def test_splits_without_an_item_digest_always_run(runtime: Any) -> None:
     assert reused_steps(second) == ["end", "join", "start"]
     assert ran_steps(second).count("each") == 4
     same_as_fresh(runtime, FOREACH, second)
+
+
+def test_runner_run_with_reuse(tmp_path: Path) -> None:
+    from flowcell import Runner
+
+    nb = tmp_path / "small.ipynb"
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(c) for c in
+                  ["%%flow SmallFlow\nK = 2", "%%step start\nself.x = K\nself.next(self.end)",
+                   "%%step end\nself.y = self.x * 2"]]
+    nbformat.write(book, str(nb))
+    with Runner(nb).run() as first:
+        assert first.run.reused == []
+    with Runner(nb).run(reuse=True) as second:
+        run = second.run
+        assert [t.origin_pathspec for t in run.reused] == [t.pathspec for t in
+                                                           (first.run["start"].task, first.run["end"].task)]
+        assert run.data.y == 4
+
+
+def test_a_metaflow_flow_file_reuses_what_did_not_change(runtime: Any, tmp_path: Path) -> None:
+    from flowcell.importer import read_flow_file
+
+    source = '''from metaflow import FlowSpec, Parameter, step
+
+
+class FileFlow(FlowSpec):
+    alpha = Parameter("alpha", default=1)
+    SCALE = 10
+
+    def helper(self):
+        return self.SCALE
+
+    @step
+    def start(self):
+        self.base = self.helper()
+        self.next(self.train)
+
+    @step
+    def train(self):
+        self.model = self.base * self.alpha
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.out = self.model + 1
+
+
+if __name__ == "__main__":
+    FileFlow()
+'''
+    path = tmp_path / "file_flow.py"
+    path.write_text(source)
+    start_run(runtime, read_flow_file(path), {})
+    second = start_run(runtime, read_flow_file(path), {"alpha": 3}, reuse=True)
+    assert sorted(p.split("/")[2] for p, _ in second.reused) == ["start"]
+    path.write_text(source.replace("SCALE = 10", "SCALE = 20"))  # class code counts for every step
+    third = start_run(runtime, read_flow_file(path), {"alpha": 3}, reuse=True)
+    assert third.reused == []
