@@ -56,9 +56,9 @@ def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str
 
     # The Flow panel's graph marks the same steps, with the reasons in their tooltip.
     panel = _show_panel(page)
-    panel.locator("g.fc-step.fc-stale[data-step='middle']").wait_for(timeout=30_000)
-    assert panel.locator("g.fc-step.fc-stale").count() == 2
-    assert "stale: cell changed (+1 \u22121 line)" in panel.locator("g.fc-step[data-step='middle'] title").text_content()
+    panel.locator(".fc-node.fc-stale[data-step='middle']").wait_for(timeout=30_000)
+    assert panel.locator(".fc-node.fc-stale").count() == 2
+    assert "\u2022 cell changed (+1 \u22121 line)" in panel.locator(".fc-node[data-step='middle'] title").text_content()
     # So does the %flow_graph widget, redrawn when the cell was registered.
     graph = page.locator(".jp-Cell").nth(len(CELLS)).locator(".fc-graph")
     graph.locator(".fc-node.fc-stale[data-step='middle']").wait_for(timeout=30_000)
