@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: staleness uses this module to show itself
     from .staleness import StatusReport
 
-_STATE_COLOURS = {"up to date": "#1a7f37", "stale": "#9a6700"}
+_STATE_COLOURS = {"up to date": "#1a7f37", "stale": "#bf8700"}
+#: Notebook front ends right-align table cells by default; reasons read from the left.
+_CELL = "text-align:left;vertical-align:top;padding:2px 14px 2px 0"
 
 
 def text_table(report: StatusReport, hint: str | None = None) -> str:
@@ -43,9 +45,9 @@ def html_table(report: StatusReport, hint: str | None = None) -> str:
         reasons = "".join(f"<div>{_code(esc(r.message))}</div>" for r in status.reasons)
         rows.append(
             f"<tr class='fc-status-row fc-status-{'stale' if status.stale else 'current'}' data-step='{esc(status.step)}'>"
-            f"<td style='padding:2px 12px 2px 0;font-weight:600'>{esc(status.step)}</td>"
-            f"<td style='padding:2px 12px 2px 0;white-space:nowrap'><span style='color:{colour}'>\u25cf</span> "
-            f"{esc(status.state)}</td><td style='padding:2px 0'>{reasons}</td></tr>")
+            f"<td style='{_CELL};font-weight:600'>{esc(status.step)}</td>"
+            f"<td style='{_CELL};white-space:nowrap'><span style='color:{colour}'>\u25cf</span> "
+            f"{esc(status.state)}</td><td style='{_CELL}'>{reasons}</td></tr>")
     extra = ""
     if report.removed:
         extra += (f"<div style='opacity:.7'>Run {esc(report.run_id)} also has "
@@ -53,9 +55,9 @@ def html_table(report: StatusReport, hint: str | None = None) -> str:
     if hint and report.stale:
         extra += f"<div style='opacity:.7'>{_code(esc(hint))}</div>"
     return (f"<div class='fc-flow-status'><div style='margin-bottom:4px'>{esc(report.headline())}</div>"
-            "<table style='border-collapse:collapse;text-align:left'>"
-            "<thead><tr><th style='padding-right:12px'>step</th><th style='padding-right:12px'>state</th>"
-            f"<th>why</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{extra}</div>")
+            "<table style='border-collapse:collapse;margin:0'>"
+            f"<thead><tr><th style='{_CELL}'>step</th><th style='{_CELL}'>state</th>"
+            f"<th style='{_CELL}'>why</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{extra}</div>")
 
 
 def _code(escaped: str) -> str:

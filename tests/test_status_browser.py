@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_labextension import _notebook, _open, _show_panel, _shot, _wait_badge, browser, lab, pytestmark  # noqa: F401
+from test_labextension import ARTIFACTS, _notebook, _open, _show_panel, _shot, _wait_badge, browser, lab, pytestmark  # noqa: F401
 
 CELLS = [
     "%load_ext flowcell\n%flowcell autospin off",
@@ -33,7 +33,7 @@ def _run_cell(page: Any, index: int, source: str | None = None) -> None:
 
 
 def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str, Any], browser: Any) -> None:
-    _notebook(lab["root"] / "stale.ipynb", [*CELLS, "%flow_graph", "run2 = %run_flow --reuse"])
+    _notebook(lab["root"] / "stale.ipynb", [*CELLS, "%flow_graph", "run2 = %run_flow --reuse", "%flow_status 1"])
     page = _open(browser, lab, "stale.ipynb")
     for index in range(len(CELLS) + 1):  # everything but the last cell, which runs later
         _run_cell(page, index)
@@ -56,9 +56,9 @@ def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str
 
     # The Flow panel's graph marks the same steps, with the reasons in their tooltip.
     panel = _show_panel(page)
-    panel.locator("g.fc-step.fc-stale[data-step='middle']").wait_for(timeout=30_000)
-    assert panel.locator("g.fc-step.fc-stale").count() == 2
-    assert "stale: cell changed (+1 \u22121 line)" in panel.locator("g.fc-step[data-step='middle'] title").text_content()
+    panel.locator(".fc-node.fc-stale[data-step='middle']").wait_for(timeout=30_000)
+    assert panel.locator(".fc-node.fc-stale").count() == 2
+    assert "\u2022 cell changed (+1 \u22121 line)" in panel.locator(".fc-node[data-step='middle'] title").text_content()
     # So does the %flow_graph widget, redrawn when the cell was registered.
     graph = page.locator(".jp-Cell").nth(len(CELLS)).locator(".fc-graph")
     graph.locator(".fc-node.fc-stale[data-step='middle']").wait_for(timeout=30_000)
@@ -81,4 +81,12 @@ def test_a_step_edited_after_a_run_has_a_stale_badge_that_says_why(lab: dict[str
     graph.locator(".fc-node.fc-stale").first.wait_for(state="detached", timeout=30_000)
     view.scroll_into_view_if_needed()
     _shot(page, "labextension-reused-run-view.png")
+    # %flow_status against run 1: the notebook's table, one row per step.
+    _run_cell(page, len(CELLS) + 2)
+    table = page.locator(".jp-Cell").nth(len(CELLS) + 2).locator(".fc-flow-status")
+    table.wait_for(timeout=60_000)
+    assert table.locator("tr.fc-status-stale").count() == 2
+    assert "cell changed (+1 \u22121 line)" in table.locator("tr[data-step='middle']").text_content()
+    table.scroll_into_view_if_needed()
+    table.screenshot(path=str(ARTIFACTS / "labextension-flow-status.png"))
     page.close()
