@@ -150,6 +150,22 @@ def test_the_first_page_of_runs_goes_out_with_the_widgets_comm_open(private_stor
     assert sent_state(comms, "rows") == [], "no second message was needed for the first page"
 
 
+def test_an_open_browser_keeps_reading_its_store_when_the_client_moves(private_store: Any, tmp_path: Any,
+                                                                      comms: list[RecordingComm]) -> None:
+    """A widget reads the store it was made for (``widget.store``), whatever the Client points at later."""
+    from flowcell.client import context
+    from flowcell.widgets import RunBrowser
+
+    _fill(MetadataStore(private_store), "F", 3)
+    browser = RunBrowser("F", namespace=None)
+    other = tmp_path / "elsewhere" / ".flowcell"
+    _fill(MetadataStore(other), "F", 7)
+    context.use_store(other)  # what inspect_spin() or a test's --root does to the Client
+    front_end_asks(browser, type="refresh")
+    assert browser.store == private_store and browser.total == 3
+    assert RunBrowser("F", namespace=None).total == 7, "a new browser reads where the Client points now"
+
+
 def test_run_view_graph_timeline_tasks_detail_and_compare(runtime: Any, comms: list[RecordingComm]) -> None:
     from flowcell.widgets import RunBrowser
 

@@ -35,9 +35,21 @@ class FlowcellWidget(anywidget.AnyWidget):
     previews = traitlets.Dict().tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, store: Path | None = None, **kwargs: Any) -> None:
+        from ..client.context import current_root  # the Client loads with the first widget (start-up time)
+
+        #: The store this view reads (config's rules, or where the Client points now), fixed
+        #: when the view is made: a later ``namespace()`` or ``inspect_spin()`` leaves it alone.
+        self.store: Path = store or current_root()
         super().__init__(**kwargs)
         self.on_msg(self._on_custom)
+
+    @property
+    def meta(self) -> Any:
+        """The metadata store of :attr:`store` (opened once per process)."""
+        from ..client.context import stores_for
+
+        return stores_for(self.store)[0]
 
     def _on_custom(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):
@@ -62,7 +74,7 @@ class FlowcellWidget(anywidget.AnyWidget):
     def _task(self, pathspec: str) -> Any:
         from ..client import Task
 
-        return Task(pathspec, _root=getattr(self, "_root", None))
+        return Task._open(pathspec, self.store)
 
     # -- fallbacks -----------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import traitlets
@@ -27,8 +26,7 @@ class ArtifactInspector(FlowcellWidget):
     artifacts = traitlets.List(traitlets.Dict()).tag(sync=True)
 
     def __init__(self, task: Any, created: list[str] | tuple[str, ...] = (),
-                 changed: list[str] | tuple[str, ...] = (), headline: str = "", root: Path | None = None) -> None:
-        self._root = root or getattr(task, "_root", None)
+                 changed: list[str] | tuple[str, ...] = (), headline: str = "") -> None:
         created_set, changed_set = set(created), set(changed)
 
         def flag(name: str) -> str:

@@ -34,7 +34,7 @@ class LiveRun(RunBrowser):
 
     live = traitlets.Dict().tag(sync=True)
 
-    def __init__(self, pathspec: str, steps: list[str], root: Path | None = None) -> None:
+    def __init__(self, pathspec: str, steps: list[str], store: Path | None = None) -> None:
         flow = pathspec.split("/")[0]
         self._steps: dict[str, dict[str, Any]] = {
             s: {"name": s, "done": 0, "running": 0, "failed": 0, "expected": None, "started": None, "finished": None}
@@ -44,7 +44,7 @@ class LiveRun(RunBrowser):
         self._finished: float | None = None
         self._published = 0.0
         # The view is chosen from the state the widget opens with: kind and first progress.
-        super().__init__(flow, namespace=None, root=root, kind="live", live=self._state())
+        super().__init__(flow, namespace=None, store=store, kind="live", live=self._state())
 
     def refresh(self) -> None:
         """No run table here: the live view shows one run."""
@@ -83,7 +83,7 @@ class LiveRun(RunBrowser):
 
     def _expected_of(self, task_id: int) -> int | None:
         flow, run = self._pathspec.split("/")[:2]
-        record = self._meta.get_task(flow, int(run), task_id)
+        record = self.meta.get_task(flow, int(run), task_id)
         return None if record is None else _expected(record)
 
     def _state(self) -> dict[str, Any]:

@@ -50,12 +50,12 @@ class RunBrowser(FlowcellWidget):
     comparison = traitlets.Dict().tag(sync=True)
 
     def __init__(self, flow: str, namespace: str | None | object = _ALL, tags: tuple[str, ...] = (),
-                 root: Path | None = None, **kwargs: Any) -> None:
+                 store: Path | None = None, **kwargs: Any) -> None:
         from ..client.context import current_root, get_namespace
 
         if namespace is _ALL or namespace is ...:
             namespace = get_namespace()
-        self._root = root or current_root()
+        self.store = store or current_root()  # read before the widget exists: its first page goes out with it
         kwargs.setdefault("kind", "runs")
         # The first page goes out with the widget's own comm_open, so the table paints
         # with its rows at once (not empty, then filled by a second message).
@@ -63,19 +63,13 @@ class RunBrowser(FlowcellWidget):
         rows, total, error = self._page(flow, _query_tags(list(tags), ns), kwargs.get("status_filter", ""),
                                         kwargs.get("sort", "id"), kwargs.get("descending", True),
                                         kwargs.get("page", 0), kwargs.get("page_size", 20))
-        super().__init__(flow=flow, namespace=ns, tag_filter=list(tags), rows=rows, total=total, error=error,
-                         **kwargs)
+        super().__init__(store=self.store, flow=flow, namespace=ns, tag_filter=list(tags), rows=rows, total=total,
+                         error=error, **kwargs)
         self.observe(lambda _: self._filters_changed(), names=["namespace", "tag_filter", "status_filter"])
         self.observe(lambda _: self.refresh(), names=["sort", "descending", "page", "page_size"])
         self.observe(lambda _: self._run_selected(), names=["selected"])
         self.observe(lambda _: self._task_selected(), names=["task"])
         self.observe(lambda _: self._compare(), names=["compare_with"])
-
-    @property
-    def _meta(self) -> Any:
-        from ..client.context import stores_for
-
-        return stores_for(self._root)[0]
 
     def _tags(self) -> tuple[str, ...]:
         return _query_tags(self.tag_filter, self.namespace)
@@ -95,14 +89,14 @@ class RunBrowser(FlowcellWidget):
               size: int) -> tuple[list[dict[str, Any]], int, str]:
         """One page of runs, their total and an error message (empty when the query worked)."""
         try:
-            rows, total = run_rows(self._meta, flow, tags, status or None, sort, descending, page, size)
+            rows, total = run_rows(self.meta, flow, tags, status or None, sort, descending, page, size)
             return rows, total, ""
         except (FlowcellError, ValueError) as exc:
             return [], 0, str(exc)
 
     def _record(self, run_id: str) -> Any:
         try:
-            return self._meta.get_run(self.flow, int(run_id))
+            return self.meta.get_run(self.flow, int(run_id))
         except ValueError:
             return None
 
@@ -110,12 +104,12 @@ class RunBrowser(FlowcellWidget):
         from ..client import Run
 
         rec = self._record(run_id)
-        return None if rec is None else Run(rec.pathspec, _record=rec, _root=self._root)
+        return None if rec is None else Run._of(rec, self.store)
 
     def _run_selected(self) -> None:
         self.task, self.task_detail, self.compare_with, self.comparison = "", {}, "", {}
         rec = self._record(self.selected) if self.selected else None
-        self.run = run_view(self._meta, rec, self._root) if rec is not None else {}
+        self.run = run_view(self.meta, rec) if rec is not None else {}
 
     def _task_selected(self) -> None:
         if not self.task:

@@ -8,6 +8,7 @@ in a comparison, only for small artifacts that differ.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from ..store.metadata import MetadataStore, RunRecord, TaskRecord
@@ -119,12 +120,12 @@ def run_graph(tasks: list[TaskRecord]) -> dict[str, Any]:
     return {"nodes": nodes, "edges": list(edges.values())}
 
 
-def run_view(meta: MetadataStore, run: RunRecord, root: Any = None) -> dict[str, Any]:
+def run_view(meta: MetadataStore, run: RunRecord) -> dict[str, Any]:
     """What the run view shows: header, parameters, graph, timeline and tasks."""
     tasks = meta.tasks(run.flow, run.run_number)
     visible = [t for t in tasks if not t.step.startswith("_")]
     lanes = _lanes(visible)
-    values = _foreach_values(tasks, root)
+    values = _foreach_values(tasks, meta.path.parent)  # the store these records were read from
     rows = [{"pathspec": t.pathspec, "id": str(t.task_id), "step": t.step, "status": t.status,
              "attempt": t.attempt, "started": t.created_at, "finished": t.finished_at,
              "duration": _duration(t.created_at, t.finished_at, t.status), "lane": lanes[t.task_id],
@@ -147,7 +148,7 @@ def _short(value: Any, limit: int = 200) -> str:
 FOREACH_VALUES_BYTES = 256 * 1024
 
 
-def _foreach_values(tasks: list[TaskRecord], root: Any) -> dict[tuple[str, tuple[int, ...], int], str]:
+def _foreach_values(tasks: list[TaskRecord], store: Path) -> dict[tuple[str, tuple[int, ...], int], str]:
     """The value each foreach split iterates over, keyed (split step, enclosing indices, index).
 
     Read from the splitting task's foreach artifact only when that artifact is small
@@ -172,7 +173,7 @@ def _foreach_values(tasks: list[TaskRecord], root: Any) -> dict[tuple[str, tuple
             if split is None:
                 continue
             try:
-                art = Task(split.pathspec, _record=split, _root=root)[f["var"]]
+                art = Task._of(split, store)[f["var"]]
                 if art.size > FOREACH_VALUES_BYTES:
                     continue
                 for i, v in enumerate(art.data):

@@ -1,2 +1,3 @@
+import './theme.css';
 import './graph.css';
 import './index.css';
