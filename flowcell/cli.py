@@ -410,7 +410,7 @@ USAGE = """usage: flowcell [--root DIR] COMMAND ...   (flowcell COMMAND --help f
       write the flow as an ordinary Metaflow flow.py with its pins (or report drift from them)
   import FLOW.py [-o flow.ipynb]
       turn a Metaflow flow.py into a notebook of %%flow and %%step cells
-  status NOTEBOOK [--run ID] [--json] [--diff STEP] [--check]
+  status NOTEBOOK [--run ID] [--PARAM VALUE ...] [--json] [--diff STEP] [--check]
       which steps are stale against a run (default: the latest), and why; --diff shows a cell's change
   card view PATHSPEC [--out FILE]
       write a task's card (self-contained HTML) to FILE

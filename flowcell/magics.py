@@ -288,7 +288,8 @@ class FlowcellMagics(Magics):
 
     @line_magic
     def flow_status(self, line: str) -> Any:
-        """%flow_status [RUN] [--diff STEP] — each step up to date or stale against RUN (default: the latest), and why."""
+        """%flow_status [RUN] [--diff STEP] [--PARAM VALUE ...] — each step up to date or stale against RUN
+        (default: the latest), and why; parameters compared with their defaults or the values given."""
         from .status_cli import magic_status
 
         try:

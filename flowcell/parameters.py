@@ -106,6 +106,11 @@ def _target_type(spec: ParameterSpec) -> str | None:
     return type(default).__name__ if type(default).__name__ in _TYPES else None
 
 
+def convert(spec: ParameterSpec, value: Any) -> Any:
+    """A value given for ``spec`` (text from a shell, or a Python value) as a run would see it."""
+    return _convert(spec, value)
+
+
 def _convert(spec: ParameterSpec, value: Any) -> Any:
     kind = _target_type(spec)
     if kind == "JSONType":

@@ -197,6 +197,25 @@ def _included(spec: ParameterSpec, flow: FlowSource) -> str | bytes | None:
     return None
 
 
+def _given_values(flow: FlowSource, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``--NAME VALUE`` pairs as the values a run given them would see, by attribute name."""
+    from .errors import ParameterError
+    from .parameters import convert, display_values
+
+    specs = {s.name: s for s in flow.parameters} | {s.name.replace("_", "-"): s for s in flow.parameters}
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        spec = specs.get(name) or specs.get(name.replace("_", "-"))
+        if spec is None:
+            known = ", ".join(f"--{s.name}" for s in flow.parameters) or "none"
+            raise ParameterError(f"Unknown parameter --{name} for flow {flow.name}; its parameters are: {known}.")
+        if spec.kind != "Parameter":
+            raise ParameterError(f"--{name}: status compares the values of plain parameters only; "
+                                 f"{spec.kind} {spec.name!r} is compared by its default file.")
+        out[spec.var] = display_values({"v": convert(spec, value)})["v"]  # as the run recorded its value
+    return out
+
+
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
@@ -205,10 +224,12 @@ def _short(value: Any, limit: int = 40) -> str:
 class _Compare:
     """The state shared while one flow is compared with one run."""
 
-    def __init__(self, flow: FlowSource, run: RunRecord, meta: MetadataStore) -> None:
+    def __init__(self, flow: FlowSource, run: RunRecord, meta: MetadataStore,
+                 given: Mapping[str, Any] | None = None) -> None:
         self.flow, self.run, self.meta = flow, run, meta
         self.label = f"run {run.run_number}"
         self.specs = {p.var: p for p in flow.parameters} | {p.name: p for p in flow.parameters}
+        self.given = _given_values(flow, given or {})
 
     def own_reasons(self, step: str, cell: StepCell, tasks: list[TaskRecord],
                     records: Sequence[Mapping[str, Any]]) -> list[Reason]:
@@ -296,6 +317,11 @@ class _Compare:
         a list) and an ``IncludeFile``'s content are compared by content address with
         what the task read.  A computed default is known only by running the module code.
         """
+        if spec.var in self.given:
+            now = self.given[spec.var]
+            if then == now and isinstance(then, bool) == isinstance(now, bool):
+                return None
+            return f"parameter {spec.name}: {_short(then)} in {self.label}, {_short(now)} given now"
         if not spec.has_literal_default or spec.kind == "Config":
             return None
         if spec.kind == "IncludeFile":
@@ -327,15 +353,20 @@ class _Compare:
         return out
 
 
-def compare(flow: FlowSource, run: RunRecord, meta: MetadataStore, graph: FlowGraph | None = None) -> StatusReport:
-    """Every step of ``flow`` against ``run`` (read from ``meta``), in the graph's order."""
+def compare(flow: FlowSource, run: RunRecord, meta: MetadataStore, graph: FlowGraph | None = None,
+            params: Mapping[str, Any] | None = None) -> StatusReport:
+    """Every step of ``flow`` against ``run`` (read from ``meta``), in the graph's order.
+
+    ``params`` (``--NAME VALUE``) are the values a run would be given: parameters
+    among them are compared with those, the others with their defaults.
+    """
     graph = graph or build_graph(flow)
     tasks: dict[str, list[TaskRecord]] = {}
     for task in meta.tasks(run.flow, run.run_number):
         if not task.step.startswith("_"):
             tasks.setdefault(task.step, []).append(task)
     records = {task_id: fp.record for task_id, fp in for_run(meta, run.flow, run.run_number).items()}
-    work = _Compare(flow, run, meta)
+    work = _Compare(flow, run, meta, params)
     by_step: dict[str, StepStatus] = {}
     order = [n for n in graph.sorted_nodes() if n in flow.steps]
     for name in order:
@@ -353,8 +384,9 @@ def compare(flow: FlowSource, run: RunRecord, meta: MetadataStore, graph: FlowGr
 
 
 def flow_status(flow: FlowSource, run: str | int | None = None, root: str | Path | None = None,
-                graph: FlowGraph | None = None) -> StatusReport:
-    """Each step of ``flow`` against ``run`` (default: the latest run of the namespace) in its store."""
+                graph: FlowGraph | None = None, params: Mapping[str, Any] | None = None) -> StatusReport:
+    """Each step of ``flow`` against ``run`` (default: the latest run of the namespace) in its store;
+    ``params`` as a run would be given them (default: every parameter's default)."""
     from . import config
     from .client.context import stores_for
 
@@ -363,7 +395,7 @@ def flow_status(flow: FlowSource, run: str | int | None = None, root: str | Path
         raise _no_run(flow)
     record = find_run(flow, run, where)
     meta, _ = stores_for(where)
-    return compare(flow, record, meta, graph)
+    return compare(flow, record, meta, graph, params)
 
 
 def latest_reasons(flow: FlowSource, graph_of: Any = build_graph) -> tuple[str | None, dict[str, list[str]]]:

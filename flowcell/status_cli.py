@@ -29,7 +29,9 @@ DESCRIPTION = ("Say for each step of a notebook's flow whether it is up to date 
 
 
 def parser(prog: str = "flowcell status") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
+                                epilog="Flow parameters as --NAME VALUE: compare with a run given those values "
+                                       "(default: each parameter's default).")
     p.add_argument("notebook", help="the notebook (.ipynb) or Metaflow flow file (.py)")
     p.add_argument("--run", metavar="ID", help="compare with this run (12 or FLOW/12; default: the latest)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -39,8 +41,16 @@ def parser(prog: str = "flowcell status") -> argparse.ArgumentParser:
     return p
 
 
+#: Options of status that take a value; every other ``--NAME VALUE`` is a flow parameter.
+_OPTIONS = frozenset({"--run", "--diff", "--namespace"})
+_FLAGS = frozenset({"--json", "--check", "--help", "-h"})
+
+
 def cmd_status(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    from .options import split_params
+
+    params, rest = split_params(argv, _OPTIONS, _FLAGS)
+    args = parser().parse_args(rest)
     from .client import namespace
     from .runner import load_flow
     from .staleness import flow_status, step_diff
@@ -55,7 +65,7 @@ def cmd_status(argv: list[str]) -> int:
         else:
             print(text or f"The cell of step {args.diff!r} reads the same as in the run.")
         return 0
-    report = flow_status(flow, args.run)
+    report = flow_status(flow, args.run, params=params)
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), default=str) + "\n")
     else:
@@ -81,13 +91,16 @@ class CellDiff:
 
 
 def magic_status(flow: FlowSource, line: str, graph: Any) -> StatusReport | CellDiff:
-    """``%flow_status [RUN] [--diff STEP] [--namespace NS]`` for the notebook's flow as it is registered."""
+    """``%flow_status [RUN] [--diff STEP] [--NAME VALUE ...]`` for the notebook's flow as it is registered."""
+    from .options import split_params
+
     p = argparse.ArgumentParser(prog="%flow_status", add_help=False, exit_on_error=False)
     p.add_argument("run", nargs="?")
     p.add_argument("--run", dest="run_option")
     p.add_argument("--diff")
     try:
-        args = p.parse_args(shlex.split(line))
+        params, rest = split_params(shlex.split(line), _OPTIONS, _FLAGS)
+        args = p.parse_args(rest)
     except (argparse.ArgumentError, SystemExit) as exc:
         raise FlowcellError(f"%flow_status: {exc}. Usage: %flow_status [RUN] [--diff STEP]") from None
     from .staleness import flow_status, step_diff
@@ -97,6 +110,6 @@ def magic_status(flow: FlowSource, line: str, graph: Any) -> StatusReport | Cell
         return CellDiff(args.diff, step_diff(flow, args.diff, run))
     if not flow.steps:
         raise FlowcellError("No %%step cells have been run yet: run the %%flow and %%step cells first.")
-    report = flow_status(flow, run, graph=graph)
+    report = flow_status(flow, run, graph=graph, params=params)
     report.hint = "See what changed in a cell: %flow_status --diff STEP"
     return report

@@ -193,3 +193,24 @@ def test_a_step_added_and_one_removed_since_the_run(runtime: Any) -> None:
     ]
     assert report.removed == ["a"]
     assert "(run 1 also has step a, no longer in the flow)" in str(report)
+
+
+def test_a_run_recorded_before_fingerprints_says_so(runtime: Any, private_store: Any) -> None:
+    """A store written by a flowcell older than fingerprints has runs without records: status says
+    so, once per step, instead of guessing (and --diff has no old cell to show)."""
+    import sqlite3
+
+    import pytest
+
+    from flowcell.errors import NotFoundError
+    from flowcell.staleness import flow_status, step_diff
+
+    run(runtime, GRAPH, name="OldFlow")
+    with sqlite3.connect(private_store / "metadata.sqlite") as db:
+        db.execute("DELETE FROM task_fingerprints")
+    report = flow_status(make_flow(GRAPH, name="OldFlow"))
+    assert [r.message for r in report["train"].reasons] == [
+        "run 1 recorded no fingerprint of it (an older flowcell); run the flow again to compare with",
+        "upstream step `start` is stale"]
+    with pytest.raises(NotFoundError, match="Run 1 kept no copy of step 'train'"):
+        step_diff(make_flow(GRAPH, name="OldFlow"), "train")

@@ -65,12 +65,13 @@ def test_flow_status_in_a_notebook_after_a_run_and_an_edit(tmp_path: Path) -> No
              "%flow_status",
              "%flow_status --diff train",
              "%flow_graph",
-             "%flow_status 9"]
+             "%flow_status 9",
+             "%flow_status --alpha 0.3"]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    before, after, diff, graph, bad = (_outputs(nb.cells[i]) for i in (7, 9, 10, 11, 12))
+    before, after, diff, graph, bad, given = (_outputs(nb.cells[i]) for i in (7, 9, 10, 11, 12, 13))
 
     table = before["text/plain"]
     assert table.startswith("StatusFlow against run 1 (completed): 2 of 4 steps stale."), table
@@ -91,6 +92,8 @@ def test_flow_status_in_a_notebook_after_a_run_and_an_edit(tmp_path: Path) -> No
 
     svg = graph["image/svg+xml"]
     assert svg.count("fc-step fc-stale") == 2 and "data-step='train'" in svg
+    # Asked about a run given alpha 0.3 again, only the edit is a reason.
+    assert _row(given["text/plain"], "train") == ["cell changed (+1 \u22121 line)"]
     # IPython prints a UsageError as one line, without a traceback.
     assert bad["stream"].strip() == ("UsageError: Run StatusFlow/9 does not exist; without a run id, status "
                                      "compares with the latest run.")
@@ -199,6 +202,12 @@ def test_cli_status_json_diff_and_errors(tmp_path: Path) -> None:
     cell_reason = report["steps"][2]["reasons"][0]
     assert (cell_reason["added"], cell_reason["removed"]) == (2, 1)
 
+    # Asked about a run given the run's own value, the parameter is no reason; given another, it is.
+    given = json.loads(_flowcell("status", "status.ipynb", "--alpha", "0.5", "--json", cwd=tmp_path).stdout)
+    assert [r["kind"] for r in given["steps"][2]["reasons"]] == ["cell", "module", "decorators", "upstream"]
+    other = json.loads(_flowcell("status", "status.ipynb", "--alpha=0.25", "--json", cwd=tmp_path).stdout)
+    assert other["steps"][2]["reasons"][3]["message"] == "parameter alpha: 0.5 in run 1, 0.25 given now"
+
     text = _flowcell("status", "status.ipynb", cwd=tmp_path).stdout
     assert "  train  stale       cell changed (+2 \u22121 lines)\n" in text
     assert text.rstrip().endswith("See what changed in a cell: flowcell status status.ipynb --diff STEP")
@@ -219,6 +228,8 @@ def test_cli_status_json_diff_and_errors(tmp_path: Path) -> None:
         (["--run", "OtherFlow/1"], "Run 'OtherFlow/1' belongs to flow OtherFlow, not to this notebook's flow "
                                    "StatusFlow."),
         (["--diff", "nope"], "Flow StatusFlow has no step 'nope'; its steps are start, load, train, end."),
+        (["--beta", "1"], "Unknown parameter --beta for flow StatusFlow; its parameters are: --alpha."),
+        (["--alpha", "x"], "--alpha expects a value of type float, got 'x'."),
     ]:
         bad = _flowcell("status", "status.ipynb", *args, cwd=tmp_path)
         assert (bad.returncode, bad.stderr.strip()) == (2, f"flowcell: {sentence}"), bad.stderr
