@@ -276,6 +276,31 @@ def test_live_run_counts_tasks_per_step_and_ends_in_the_run_view(runtime: Any, c
     assert {s["name"]: s["done"] for s in sent[-1]["steps"]}["visit"] == 3
 
 
+def test_live_run_marks_reused_tasks_per_step_with_their_origin(runtime: Any, comms: list[RecordingComm]) -> None:
+    from conftest import make_flow
+    from flowcell.progress import NotebookProgress
+    from flowcell.runtime.runs import start_run
+
+    first = start_run(runtime, make_flow(FOREACH_FLOW), {})
+    assert first.status == "completed"
+    progress = NotebookProgress()
+    # alpha is read by join alone: start and the three visits are reused, join runs, end
+    # (which reads nothing) is reused again.
+    result = start_run(runtime, make_flow(FOREACH_FLOW), {"alpha": 2}, reuse=True, observer=progress)
+    assert result.status == "completed"
+    origin = f"BrowseFlow/{first.run_number}"
+    final = {s["name"]: s for s in sent_state(comms, "live")[-1]["steps"]}
+    assert {n: (s["done"], s["reused"]) for n, s in final.items()} == {
+        "start": (1, 1), "visit": (3, 3), "join": (1, 0), "end": (1, 1)}
+    assert final["visit"]["expected"] == 3, "a foreach of reused splits still knows its split count"
+    assert final["visit"]["reused_from"] == [origin] and final["join"]["reused_from"] == []
+    assert final["start"]["origin"] == next(o for p, o in result.reused if "/start/" in p)
+    live = progress.live
+    assert f"6 tasks done (5 reused from {origin})" in live.fallback_text()
+    assert f"3 reused from {origin}" in live.fallback_html()
+    assert f"1 reused from {final['end']['origin']}" in live.fallback_html()
+
+
 def test_flow_graph_widget_shows_a_clicked_steps_artifacts(runtime: Any, comms: list[RecordingComm]) -> None:
     from conftest import make_flow
     from flowcell.graph import build_graph

@@ -29,6 +29,13 @@ def _expected(record: Any) -> int | None:
     return n
 
 
+def _new_step(name: str) -> dict[str, Any]:
+    """A step's row before any of its tasks started. ``done`` includes the ``reused`` tasks;
+    ``reused_from`` lists the runs they came from, ``origin`` the last one's pathspec."""
+    return {"name": name, "done": 0, "running": 0, "failed": 0, "reused": 0, "reused_from": [], "origin": None,
+            "expected": None, "started": None, "finished": None}
+
+
 class LiveRun(RunBrowser):
     """Progress of one run: per step done / running / failed, a progress bar and elapsed time."""
 
@@ -36,9 +43,7 @@ class LiveRun(RunBrowser):
 
     def __init__(self, pathspec: str, steps: list[str], store: Path | None = None) -> None:
         flow = pathspec.split("/")[0]
-        self._steps: dict[str, dict[str, Any]] = {
-            s: {"name": s, "done": 0, "running": 0, "failed": 0, "expected": None, "started": None, "finished": None}
-            for s in steps if not s.startswith("_")}
+        self._steps: dict[str, dict[str, Any]] = {s: _new_step(s) for s in steps if not s.startswith("_")}
         self._errors: list[dict[str, str]] = []
         self._pathspec, self._status, self._started = pathspec, "running", time.time()
         self._finished: float | None = None
@@ -50,8 +55,7 @@ class LiveRun(RunBrowser):
         """No run table here: the live view shows one run."""
 
     def _step(self, name: str) -> dict[str, Any]:
-        return self._steps.setdefault(name, {"name": name, "done": 0, "running": 0, "failed": 0, "expected": None,
-                                             "started": None, "finished": None})
+        return self._steps.setdefault(name, _new_step(name))
 
     def event(self, kind: str, p: dict[str, Any]) -> None:
         """Apply one runtime event (``task_started``, ``task_finished``, ``run_finished``)."""
@@ -68,6 +72,8 @@ class LiveRun(RunBrowser):
             s["running"] = max(0, s["running"] - 1)
             s["done" if p["status"] == "completed" else "failed"] += 1
             s["started"] = s["started"] or now
+            if p.get("reused"):
+                self._reused(s, p)
             if not s["running"]:
                 s["finished"] = now
             if p["status"] != "completed" and p.get("error") and not p.get("stopped"):
@@ -81,15 +87,27 @@ class LiveRun(RunBrowser):
         if kind != "task_started" or now - self._published > 0.1:
             self._publish()
 
+    def _reused(self, s: dict[str, Any], p: dict[str, Any]) -> None:
+        """Count a task ``--reuse`` took from an earlier run (no task_started came for it) and name its origin."""
+        origin = str(p["reused"])
+        s["reused"] += 1
+        s["origin"] = origin
+        run = "/".join(origin.split("/")[:2])
+        if run not in s["reused_from"]:
+            s["reused_from"].append(run)
+        if s["expected"] is None:  # a foreach of reused splits still knows its split count
+            s["expected"] = self._expected_of(int(p["pathspec"].rsplit("/", 1)[1]))
+
     def _expected_of(self, task_id: int) -> int | None:
         flow, run = self._pathspec.split("/")[:2]
         record = self.meta.get_task(flow, int(run), task_id)
         return None if record is None else _expected(record)
 
     def _state(self) -> dict[str, Any]:
+        # reused_from is copied: traitlets must see a changed list as a new value.
+        steps = [{**s, "reused_from": list(s["reused_from"])} for s in self._steps.values()]
         return {"pathspec": self._pathspec, "status": self._status, "started": self._started,
-                "finished": self._finished, "steps": [dict(s) for s in self._steps.values()],
-                "errors": list(self._errors)}
+                "finished": self._finished, "steps": steps, "errors": list(self._errors)}
 
     def _publish(self) -> None:
         self._published = time.time()
@@ -103,6 +121,7 @@ class LiveRun(RunBrowser):
         cell = "style='padding:2px 10px;border-bottom:1px solid #d0d7de;text-align:left'"
         rows = "".join(
             f"<tr><td {cell}>{html.escape(s['name'])}</td><td {cell}>{s['done']} done</td>"
+            f"<td {cell}>{html.escape(_reused_text(s))}</td>"
             f"<td {cell}>{s['running']} running</td><td {cell}>{s['failed']} failed</td>"
             f"<td {cell}>{self._elapsed(s)}</td></tr>" for s in self._steps.values())
         errors = "".join(f"<div style='color:#cf222e'>{html.escape(e['pathspec'])}: {html.escape(e['text'])}</div>"
@@ -122,6 +141,16 @@ class LiveRun(RunBrowser):
         done = sum(s["done"] for s in self._steps.values())
         running = sum(s["running"] for s in self._steps.values())
         failed = sum(s["failed"] for s in self._steps.values())
+        reused = sum(s["reused"] for s in self._steps.values())
+        runs = sorted({r for s in self._steps.values() for r in s["reused_from"]})
         took = (self._finished or time.time()) - self._started
-        return (f"{self._pathspec}: {done} tasks done, {running} running, {failed} failed, {took:.1f}s "
+        done_text = f"{done} tasks done" + (f" ({reused} reused from {', '.join(runs)})" if reused else "")
+        return (f"{self._pathspec}: {done_text}, {running} running, {failed} failed, {took:.1f}s "
                 f"({self._status})")
+
+
+def _reused_text(s: dict[str, Any]) -> str:
+    """``"3 reused from F/4"`` for a step's row (one task: its origin's pathspec); "" when none."""
+    if not s["reused"]:
+        return ""
+    return f"{s['reused']} reused from {s['origin'] if s['reused'] == 1 else ', '.join(s['reused_from'])}"

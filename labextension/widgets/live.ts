@@ -7,6 +7,10 @@ interface StepProgress {
   done: number;
   running: number;
   failed: number;
+  /** Of `done`, the tasks `--reuse` took from earlier runs (`reused_from`; `origin`: the last one's pathspec). */
+  reused: number;
+  reused_from: string[];
+  origin: string | null;
   expected: number | null;
   started: number | null;
   finished: number | null;
@@ -33,19 +37,21 @@ export function renderLive(model: AnyModel, el: HTMLElement): () => void {
         h('td', {}, status(state)),
         h('td', { class: 'fc-name' }, s.name),
         h('td', { class: 'fc-progress-cell' }, h('div', { class: 'fc-progress', title: `${s.done} of ${total || '?'} tasks done` },
-          h('div', { class: 'fc-progress-done', style: `width:${pct(s.done)}%` }),
+          h('div', { class: 'fc-progress-done', style: `width:${pct(s.done - reused(s))}%` }),
+          h('div', { class: 'fc-progress-reused', style: `width:${pct(reused(s))}%` }),
           h('div', { class: 'fc-progress-failed', style: `width:${pct(s.failed)}%` }),
           h('div', { class: 'fc-progress-running', style: `width:${pct(s.running)}%` }))),
-        h('td', { class: 'fc-num' }, `${s.done}${total ? ` / ${total}` : ''}`),
+        h('td', { class: 'fc-num' }, `${s.done}${total ? ` / ${total}` : ''}`, reusedCount(s)),
         h('td', { class: 'fc-num' }, s.running ? `${s.running} running` : ''),
         h('td', { class: 'fc-num fc-error-text' }, s.failed ? `${s.failed} failed` : ''),
         h('td', { class: 'fc-num' }, seconds(elapsed)));
     });
     const elapsed = (live.finished ?? now) - (live.started ?? now);
     const done = steps.reduce((a, s) => a + s.done, 0);
+    const taken = steps.reduce((a, s) => a + reused(s), 0);
     return h('div', {},
       h('div', { class: 'fc-run-head' }, h('span', { class: 'fc-run-title' }, live.pathspec || 'starting…'), status(live.status || 'running'),
-        h('span', { class: 'fc-muted' }, `${done} task${done === 1 ? '' : 's'} done · ${seconds(elapsed)}`)),
+        h('span', { class: 'fc-muted' }, `${done} task${done === 1 ? '' : 's'} done${taken ? ` (${taken} reused)` : ''} · ${seconds(elapsed)}`)),
       h('table', { class: 'fc-table fc-live-table' },
         h('thead', {}, h('tr', {}, ['', 'step', 'progress', 'done', 'running', 'failed', 'elapsed'].map(c => h('th', {}, c)))),
         h('tbody', {}, rows)),
@@ -81,4 +87,20 @@ export function renderLive(model: AnyModel, el: HTMLElement): () => void {
     disposers.forEach(d => d());
     root.remove();
   };
+}
+
+/** Tasks of the step taken from earlier runs (a kernel older than this field sends none). */
+const reused = (s: StepProgress): number => s.reused ?? 0;
+
+/** "3 reused", naming the origin in its title: the task for one, the runs for several. */
+function reusedCount(s: StepProgress): HTMLElement | null {
+  const n = reused(s);
+  if (!n) {
+    return null;
+  }
+  const from = n === 1 && s.origin ? s.origin : (s.reused_from ?? []).join(', ');
+  return h('span', {
+    class: 'fc-chip fc-reused-chip fc-reused',
+    title: `${n === 1 ? 'Reused' : `${n} tasks reused`} from ${from}: not executed in this run, outputs taken by reference`
+  }, `${n} reused`);
 }
