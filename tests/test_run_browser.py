@@ -293,12 +293,23 @@ def test_live_run_marks_reused_tasks_per_step_with_their_origin(runtime: Any, co
     assert {n: (s["done"], s["reused"]) for n, s in final.items()} == {
         "start": (1, 1), "visit": (3, 3), "join": (1, 0), "end": (1, 1)}
     assert final["visit"]["expected"] == 3, "a foreach of reused splits still knows its split count"
-    assert final["visit"]["reused_from"] == [origin] and final["join"]["reused_from"] == []
+    assert final["visit"]["origins"] == [origin] and final["join"]["origins"] == []
     assert final["start"]["origin"] == next(o for p, o in result.reused if "/start/" in p)
     live = progress.live
     assert f"6 tasks done (5 reused from {origin})" in live.fallback_text()
     assert f"3 reused from {origin}" in live.fallback_html()
     assert f"1 reused from {final['end']['origin']}" in live.fallback_html()
+    # %resume's cloned tasks are marked the same way, as cloned.
+    from flowcell.runtime.runs import start_resume
+
+    resumed = NotebookProgress()
+    again = start_resume(runtime, make_flow(FOREACH_FLOW), "join", origin_run_id=first.run_number, observer=resumed)
+    assert again.status == "completed"
+    steps = {s["name"]: s for s in resumed.live.live["steps"]}
+    assert {n: (s["cloned"], s["reused"]) for n, s in steps.items()} == {
+        "start": (1, 0), "visit": (3, 0), "join": (0, 0), "end": (0, 0)}
+    assert steps["visit"]["origins"] == [origin]
+    assert f"(4 cloned from {origin})" in resumed.live.fallback_text()
 
 
 def test_flow_graph_widget_shows_a_clicked_steps_artifacts(runtime: Any, comms: list[RecordingComm]) -> None:

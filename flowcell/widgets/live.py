@@ -30,10 +30,11 @@ def _expected(record: Any) -> int | None:
 
 
 def _new_step(name: str) -> dict[str, Any]:
-    """A step's row before any of its tasks started. ``done`` includes the ``reused`` tasks;
-    ``reused_from`` lists the runs they came from, ``origin`` the last one's pathspec."""
-    return {"name": name, "done": 0, "running": 0, "failed": 0, "reused": 0, "reused_from": [], "origin": None,
-            "expected": None, "started": None, "finished": None}
+    """A step's row before any of its tasks started. ``done`` includes the tasks taken from
+    earlier runs, ``reused`` (``--reuse``) or ``cloned`` (``%resume``); ``origins`` lists the
+    runs they came from, ``origin`` the last one's pathspec."""
+    return {"name": name, "done": 0, "running": 0, "failed": 0, "reused": 0, "cloned": 0, "origins": [],
+            "origin": None, "expected": None, "started": None, "finished": None}
 
 
 class LiveRun(RunBrowser):
@@ -72,8 +73,8 @@ class LiveRun(RunBrowser):
             s["running"] = max(0, s["running"] - 1)
             s["done" if p["status"] == "completed" else "failed"] += 1
             s["started"] = s["started"] or now
-            if p.get("reused"):
-                self._reused(s, p)
+            if p.get("reused") or p.get("cloned"):
+                self._taken(s, p, "reused" if p.get("reused") else "cloned")
             if not s["running"]:
                 s["finished"] = now
             if p["status"] != "completed" and p.get("error") and not p.get("stopped"):
@@ -87,14 +88,14 @@ class LiveRun(RunBrowser):
         if kind != "task_started" or now - self._published > 0.1:
             self._publish()
 
-    def _reused(self, s: dict[str, Any], p: dict[str, Any]) -> None:
-        """Count a task ``--reuse`` took from an earlier run (no task_started came for it) and name its origin."""
-        origin = str(p["reused"])
-        s["reused"] += 1
+    def _taken(self, s: dict[str, Any], p: dict[str, Any], how: str) -> None:
+        """Count a task taken from an earlier run (no task_started came for it) and name its origin."""
+        origin = str(p[how])
+        s[how] += 1
         s["origin"] = origin
         run = "/".join(origin.split("/")[:2])
-        if run not in s["reused_from"]:
-            s["reused_from"].append(run)
+        if run not in s["origins"]:
+            s["origins"].append(run)
         if s["expected"] is None:  # a foreach of reused splits still knows its split count
             s["expected"] = self._expected_of(int(p["pathspec"].rsplit("/", 1)[1]))
 
@@ -104,8 +105,8 @@ class LiveRun(RunBrowser):
         return None if record is None else _expected(record)
 
     def _state(self) -> dict[str, Any]:
-        # reused_from is copied: traitlets must see a changed list as a new value.
-        steps = [{**s, "reused_from": list(s["reused_from"])} for s in self._steps.values()]
+        # origins is copied: traitlets must see a changed list as a new value.
+        steps = [{**s, "origins": list(s["origins"])} for s in self._steps.values()]
         return {"pathspec": self._pathspec, "status": self._status, "started": self._started,
                 "finished": self._finished, "steps": steps, "errors": list(self._errors)}
 
@@ -121,7 +122,7 @@ class LiveRun(RunBrowser):
         cell = "style='padding:2px 10px;border-bottom:1px solid #d0d7de;text-align:left'"
         rows = "".join(
             f"<tr><td {cell}>{html.escape(s['name'])}</td><td {cell}>{s['done']} done</td>"
-            f"<td {cell}>{html.escape(_reused_text(s))}</td>"
+            f"<td {cell}>{html.escape(_taken_text(s))}</td>"
             f"<td {cell}>{s['running']} running</td><td {cell}>{s['failed']} failed</td>"
             f"<td {cell}>{self._elapsed(s)}</td></tr>" for s in self._steps.values())
         errors = "".join(f"<div style='color:#cf222e'>{html.escape(e['pathspec'])}: {html.escape(e['text'])}</div>"
@@ -141,16 +142,18 @@ class LiveRun(RunBrowser):
         done = sum(s["done"] for s in self._steps.values())
         running = sum(s["running"] for s in self._steps.values())
         failed = sum(s["failed"] for s in self._steps.values())
-        reused = sum(s["reused"] for s in self._steps.values())
-        runs = sorted({r for s in self._steps.values() for r in s["reused_from"]})
         took = (self._finished or time.time()) - self._started
-        done_text = f"{done} tasks done" + (f" ({reused} reused from {', '.join(runs)})" if reused else "")
+        taken = [f"{n} {how}" for how in ("reused", "cloned") if (n := sum(s[how] for s in self._steps.values()))]
+        runs = sorted({r for s in self._steps.values() for r in s["origins"]})
+        done_text = f"{done} tasks done" + (f" ({', '.join(taken)} from {', '.join(runs)})" if taken else "")
         return (f"{self._pathspec}: {done_text}, {running} running, {failed} failed, {took:.1f}s "
                 f"({self._status})")
 
 
-def _reused_text(s: dict[str, Any]) -> str:
+def _taken_text(s: dict[str, Any]) -> str:
     """``"3 reused from F/4"`` for a step's row (one task: its origin's pathspec); "" when none."""
-    if not s["reused"]:
+    taken = [f"{s[how]} {how}" for how in ("reused", "cloned") if s[how]]
+    if not taken:
         return ""
-    return f"{s['reused']} reused from {s['origin'] if s['reused'] == 1 else ', '.join(s['reused_from'])}"
+    one = s["reused"] + s["cloned"] == 1
+    return f"{', '.join(taken)} from {s['origin'] if one else ', '.join(s['origins'])}"

@@ -7,9 +7,10 @@ interface StepProgress {
   done: number;
   running: number;
   failed: number;
-  /** Of `done`, the tasks `--reuse` took from earlier runs (`reused_from`; `origin`: the last one's pathspec). */
+  /** Of `done`, the tasks taken from earlier runs: by `--reuse` or by `%resume` (from `origins`; `origin`: the last one's pathspec). */
   reused: number;
-  reused_from: string[];
+  cloned: number;
+  origins: string[];
   origin: string | null;
   expected: number | null;
   started: number | null;
@@ -41,17 +42,19 @@ export function renderLive(model: AnyModel, el: HTMLElement): () => void {
           h('div', { class: 'fc-progress-reused', style: `width:${pct(reused(s))}%` }),
           h('div', { class: 'fc-progress-failed', style: `width:${pct(s.failed)}%` }),
           h('div', { class: 'fc-progress-running', style: `width:${pct(s.running)}%` }))),
-        h('td', { class: 'fc-num' }, `${s.done}${total ? ` / ${total}` : ''}`, reusedCount(s)),
+        h('td', { class: 'fc-num' }, `${s.done}${total ? ` / ${total}` : ''}`, takenCount(s, 'reused'), takenCount(s, 'cloned')),
         h('td', { class: 'fc-num' }, s.running ? `${s.running} running` : ''),
         h('td', { class: 'fc-num fc-error-text' }, s.failed ? `${s.failed} failed` : ''),
         h('td', { class: 'fc-num' }, seconds(elapsed)));
     });
     const elapsed = (live.finished ?? now) - (live.started ?? now);
     const done = steps.reduce((a, s) => a + s.done, 0);
-    const taken = steps.reduce((a, s) => a + reused(s), 0);
+    const taken = (['reused', 'cloned'] as const)
+      .map(how => [steps.reduce((a, s) => a + (s[how] ?? 0), 0), how] as const)
+      .filter(([n]) => n).map(([n, how]) => `${n} ${how}`).join(', ');
     return h('div', {},
       h('div', { class: 'fc-run-head' }, h('span', { class: 'fc-run-title' }, live.pathspec || 'starting…'), status(live.status || 'running'),
-        h('span', { class: 'fc-muted' }, `${done} task${done === 1 ? '' : 's'} done${taken ? ` (${taken} reused)` : ''} · ${seconds(elapsed)}`)),
+        h('span', { class: 'fc-muted' }, `${done} task${done === 1 ? '' : 's'} done${taken ? ` (${taken})` : ''} · ${seconds(elapsed)}`)),
       h('table', { class: 'fc-table fc-live-table' },
         h('thead', {}, h('tr', {}, ['', 'step', 'progress', 'done', 'running', 'failed', 'elapsed'].map(c => h('th', {}, c)))),
         h('tbody', {}, rows)),
@@ -89,18 +92,18 @@ export function renderLive(model: AnyModel, el: HTMLElement): () => void {
   };
 }
 
-/** Tasks of the step taken from earlier runs (a kernel older than this field sends none). */
-const reused = (s: StepProgress): number => s.reused ?? 0;
+/** Tasks of the step taken from earlier runs, reused or cloned (a kernel older than these fields sends none). */
+const reused = (s: StepProgress): number => (s.reused ?? 0) + (s.cloned ?? 0);
 
-/** "3 reused", naming the origin in its title: the task for one, the runs for several. */
-function reusedCount(s: StepProgress): HTMLElement | null {
-  const n = reused(s);
+/** "3 reused" (or "3 cloned"), naming the origin in its title: the task for one, the runs for several. */
+function takenCount(s: StepProgress, how: 'reused' | 'cloned'): HTMLElement | null {
+  const n = s[how] ?? 0;
   if (!n) {
     return null;
   }
-  const from = n === 1 && s.origin ? s.origin : (s.reused_from ?? []).join(', ');
+  const from = reused(s) === 1 && s.origin ? s.origin : (s.origins ?? []).join(', ');
   return h('span', {
-    class: 'fc-chip fc-reused-chip fc-reused',
-    title: `${n === 1 ? 'Reused' : `${n} tasks reused`} from ${from}: not executed in this run, outputs taken by reference`
-  }, `${n} reused`);
+    class: `fc-chip fc-reused-chip fc-${how}`,
+    title: `${n === 1 ? how[0].toUpperCase() + how.slice(1) : `${n} tasks ${how}`} from ${from}: not executed in this run, outputs taken by reference`
+  }, `${n} ${how}`);
 }
