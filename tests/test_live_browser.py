@@ -62,7 +62,7 @@ widgets.render({{ model, el: document.getElementById('live') }});
         page.route("**/*", answer)
         page.goto(f"{ORIGIN}/index.html")
         page.wait_for_selector(".fc-live-table tbody tr")
-        rows = {r.locator(".fc-name").text_content(): r for r in page.locator(".fc-live-table tbody tr").all()}
+        rows = {r.locator(".fc-name").evaluate("(e) => e.firstChild.textContent"): r for r in page.locator(".fc-live-table tbody tr").all()}
         visit, join, start = rows["visit"], rows["join"], rows["start"]
         assert visit.locator(".fc-reused-chip").text_content() == "3 reused"
         assert origin in (visit.locator(".fc-reused-chip").get_attribute("title") or "")
@@ -77,4 +77,6 @@ widgets.render({{ model, el: document.getElementById('live') }});
         assert "linear-gradient" in visit.locator(".fc-progress-reused").evaluate(
             "(e) => getComputedStyle(e).backgroundImage")
         assert "6 tasks done (5 reused)" in (page.locator(".fc-run-head").text_content() or "")
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        page.locator(".fc-live").screenshot(path=str(ROOT / "test-artifacts" / "run-flow-live-reused.png"))
         browser.close()

@@ -36,13 +36,13 @@ export function renderLive(model: AnyModel, el: HTMLElement): () => void {
       const elapsed = s.started === null ? null : (s.finished ?? (s.running ? now : s.started)) - s.started;
       return h('tr', {},
         h('td', {}, status(state)),
-        h('td', { class: 'fc-name' }, s.name),
+        h('td', { class: 'fc-name' }, s.name, takenCount(s, 'reused'), takenCount(s, 'cloned')),
         h('td', { class: 'fc-progress-cell' }, h('div', { class: 'fc-progress', title: `${s.done} of ${total || '?'} tasks done` },
           h('div', { class: 'fc-progress-done', style: `width:${pct(s.done - reused(s))}%` }),
           h('div', { class: 'fc-progress-reused', style: `width:${pct(reused(s))}%` }),
           h('div', { class: 'fc-progress-failed', style: `width:${pct(s.failed)}%` }),
           h('div', { class: 'fc-progress-running', style: `width:${pct(s.running)}%` }))),
-        h('td', { class: 'fc-num' }, `${s.done}${total ? ` / ${total}` : ''}`, takenCount(s, 'reused'), takenCount(s, 'cloned')),
+        h('td', { class: 'fc-num' }, `${s.done}${total ? ` / ${total}` : ''}`),
         h('td', { class: 'fc-num' }, s.running ? `${s.running} running` : ''),
         h('td', { class: 'fc-num fc-error-text' }, s.failed ? `${s.failed} failed` : ''),
         h('td', { class: 'fc-num' }, seconds(elapsed)));
