@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._exception_value import FAILURE_HANDLED_BY_CATCH
@@ -104,29 +104,13 @@ class TaskRequest:
 
 
 @dataclass
-class TaskOutcome:
-    status: str
-    attempt: int
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    created: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    num_splits: int | None = None
-    switch_value: Any = None
-    error: TaskError | None = None
-    caught: TaskError | None = None
-    cards: list[dict[str, Any]] = field(default_factory=list)
+class TaskOutcome(TaskResult):
+    """What the parent knows after a task: the child's :class:`TaskResult`, the attempt it
+    came from and what the task printed (``duration`` is measured by the parent)."""
+
+    attempt: int = 0
     stdout: str = ""
     stderr: str = ""
-    duration: float = 0.0
-    #: How the task damaged its kernel (threads left running, streams closed, ...): the kernel is retired.
-    damage: list[str] = field(default_factory=list)
-    #: Processes the task started that were still running when it ended, and were ended with it.
-    ended_processes: list[str] = field(default_factory=list)
-    #: What the task read and wrote (its fingerprint's data half), when it reported it.
-    read_set: ReadSet | None = None
-    #: A foreach parent's per-item digests.
-    split_items: list[str | None] | None = None
 
     @property
     def ok(self) -> bool:
@@ -200,18 +184,12 @@ async def run_in_kernel(
     code = f"import flowcell._child as _fc; _fc.run_task({spec.to_json()!r}); del _fc"
     started = time.time()
     await kernel.execute(code, on_message, timeout=timeout, ack_timeout=ack_timeout)
-    outcome = TaskOutcome(status="failed", attempt=spec.retry_count)
     if results:
-        r = results[0]
-        outcome.status, outcome.artifacts, outcome.created = r.status, r.artifacts, r.created
-        outcome.changed, outcome.deleted, outcome.error, outcome.caught = r.changed, r.deleted, r.error, r.caught
-        outcome.cards, outcome.num_splits, outcome.switch_value = r.cards, r.num_splits, r.switch_value
-        outcome.damage, outcome.ended_processes = r.damage, r.ended_processes
-        outcome.read_set, outcome.split_items = r.read_set, r.split_items
-    elif shown_error:
-        outcome.error = shown_error[0]
+        outcome = TaskOutcome(**{f.name: getattr(results[0], f.name) for f in fields(TaskResult)},
+                              attempt=spec.retry_count)
     else:
-        outcome.error = TaskError("FlowcellError", "the task driver returned no result")
+        outcome = TaskOutcome(status="failed", attempt=spec.retry_count, error=shown_error[0] if shown_error else
+                              TaskError("FlowcellError", "the task driver returned no result"))
     outcome.stdout, outcome.stderr = "".join(stdout), "".join(stderr)
     outcome.duration = time.time() - started
     return outcome
