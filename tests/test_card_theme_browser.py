@@ -10,20 +10,15 @@ Debian's chromium driven by Playwright; the widget bundle is served from a made-
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from conftest import ROOT
+from browser_support import ARTIFACTS, STATIC, chromium, route_widget_page
 from flowcell.cards import Markdown, ProgressBar, Table, render_card
 
-STATIC = ROOT / "flowcell" / "widgets" / "static"
-ARTIFACTS = ROOT / "test-artifacts"
 ORIGIN = "http://flowcell.test"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 pytestmark = pytest.mark.skipif(not (STATIC / "widgets.js").exists(),
                                 reason="the widgets' front end is not built (npm run build:widgets in labextension/)")
 
@@ -47,29 +42,12 @@ def flowcell_card() -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_FLAGS,
-                              headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _serve(page: Any, index: str) -> None:
-    files = {"/index.html": (index, "text/html"),
-             "/widgets.js": ((STATIC / "widgets.js").read_text(), "text/javascript"),
-             "/widgets.css": ((STATIC / "widgets.css").read_text(), "text/css")}
-
-    def answer(route: Any) -> None:
-        path = "/" + route.request.url.removeprefix(ORIGIN).lstrip("/")
-        if path in files:
-            body, kind = files[path]
-            route.fulfill(status=200, body=body, content_type=kind)
-        else:
-            route.abort()  # nothing else is fetched: a card is self-contained
-
-    page.route("**/*", answer)
+    route_widget_page(page, ORIGIN, index)  # nothing else is fetched: a card is self-contained
 
 
 def _color(page: Any, expression: str) -> str:

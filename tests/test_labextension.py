@@ -5,27 +5,15 @@ from the keyboard. Screenshots go to test-artifacts/ (see docs/jupyterlab.md).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
+from browser_support import ARTIFACTS, chromium, serve, write_notebook
 from conftest import ROOT
-
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def _prebuilt() -> bool:
@@ -38,50 +26,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(root: Path, python: str = sys.executable, app: str = "jupyterlab",
-          env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
-    """A Jupyter server (``jupyterlab`` or ``notebook``, Notebook 7) run by ``python`` on a free port."""
-    port = _free_port()
-    env = dict(env or os.environ, FLOWCELL_ROOT=str(root / ".flowcell"), FLOWCELL_USER="tester",
-               JUPYTER_CONFIG_DIR=str(root / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(root / "jupyter-runtime"))
-    app_class = "LabApp" if app == "jupyterlab" else "JupyterNotebookApp"
-    log = open(root / f"{app}.log", "w")
-    server = subprocess.Popen(
-        [python, "-m", app, "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         "--ServerApp.token=flowcell-test", "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root}",
-         f"--{app_class}.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token=flowcell-test", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    break
-                time.sleep(0.5)
-        else:
-            raise RuntimeError((root / f"{app}.log").read_text())
-        if server.poll() is not None:
-            raise RuntimeError((root / f"{app}.log").read_text())
-        yield {"root": root, "base": base, "token": "flowcell-test"}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with serve(tmp_path_factory.mktemp("lab")) as server:
@@ -90,20 +34,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
-def _notebook(path: Path, cells: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nbformat.write(nb, str(path))
+_notebook = write_notebook
 
 
 def _open(browser: Any, lab: dict[str, Any], name: str, page: Any = None, notebook7: bool = False) -> Any:

@@ -8,15 +8,14 @@ Debian's chromium driven by Playwright; the widget bundle is served from a made-
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, make_flow
+from browser_support import ARTIFACTS, STATIC, chromium, route_widget_page
+from conftest import make_flow
 from test_run_browser import FOREACH_FLOW
 
-STATIC = ROOT / "flowcell" / "widgets" / "static"
 ORIGIN = "http://flowcell.test"
 pytestmark = pytest.mark.skipif(not (STATIC / "widgets.js").exists(),
                                 reason="the widgets' front end is not built (npm run build:widgets in labextension/)")
@@ -35,31 +34,18 @@ def _live_state_of_a_reusing_run(runtime: Any) -> tuple[dict[str, Any], str]:
 
 
 def test_the_live_table_marks_reused_tasks_with_their_origin(runtime: Any) -> None:
-    from playwright.sync_api import sync_playwright
-
     live, origin = _live_state_of_a_reusing_run(runtime)
-    files = {"/index.html": (f"""<!doctype html><html><head><link rel="stylesheet" href="/widgets.css"></head>
+    index = f"""<!doctype html><html><head><link rel="stylesheet" href="/widgets.css"></head>
 <body><div id="live"></div><script type="module">
 import widgets from '/widgets.js';
 const state = {{ kind: 'live', live: {json.dumps(live)} }};
 const model = {{ get: k => state[k], set() {{}}, save_changes() {{}}, on() {{}}, off() {{}}, send() {{}} }};
 widgets.render({{ model, el: document.getElementById('live') }});
-</script></body></html>""", "text/html"),
-             "/widgets.js": ((STATIC / "widgets.js").read_text(), "text/javascript"),
-             "/widgets.css": ((STATIC / "widgets.css").read_text(), "text/css")}
+</script></body></html>"""
 
-    def answer(route: Any) -> None:
-        path = "/" + route.request.url.removeprefix(ORIGIN).lstrip("/")
-        if path in files:
-            route.fulfill(status=200, body=files[path][0], content_type=files[path][1])
-        else:
-            route.abort()
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 900, "height": 400})
-        page.route("**/*", answer)
+        route_widget_page(page, ORIGIN, index)
         page.goto(f"{ORIGIN}/index.html")
         page.wait_for_selector(".fc-live-table tbody tr")
         rows = {r.locator(".fc-name").evaluate("(e) => e.firstChild.textContent"): r for r in page.locator(".fc-live-table tbody tr").all()}
@@ -77,6 +63,5 @@ widgets.render({{ model, el: document.getElementById('live') }});
         assert "linear-gradient" in visit.locator(".fc-progress-reused").evaluate(
             "(e) => getComputedStyle(e).backgroundImage")
         assert "6 tasks done (5 reused)" in (page.locator(".fc-run-head").text_content() or "")
-        (ROOT / "test-artifacts").mkdir(exist_ok=True)
-        page.locator(".fc-live").screenshot(path=str(ROOT / "test-artifacts" / "run-flow-live-reused.png"))
-        browser.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator(".fc-live").screenshot(path=str(ARTIFACTS / "run-flow-live-reused.png"))

@@ -10,24 +10,14 @@ docs/cards-and-widgets.md).
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
+from browser_support import ARTIFACTS, chromium, serve, write_notebook
 from conftest import ROOT
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 pytestmark = pytest.mark.skipif(
     not (ROOT / "flowcell" / "widgets" / "static" / "widgets.js").exists() and not os.environ.get("CI"),
     reason="the widgets' front end is not built (npm run build:widgets in labextension/; .ci/run does)",
@@ -63,64 +53,21 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """JupyterLab on a free loopback port, with a private store and Jupyter config."""
-    root = tmp_path_factory.mktemp("widgets-lab")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = dict(os.environ, FLOWCELL_ROOT=str(root / ".flowcell"), FLOWCELL_USER="tester",
-               JUPYTER_CONFIG_DIR=str(root / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(root / "jupyter-runtime"))
-    # No "get notified about Jupyter news?" toast over the widgets.
-    settings = root / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    # Every cell stays rendered, so outputs below the fold can be found and watched.
-    tracker = root / "lab-settings" / "@jupyterlab" / "notebook-extension"
-    tracker.mkdir(parents=True)
-    (tracker / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    log = open(root / "lab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--LabApp.user_settings_dir={root / 'lab-settings'}",
-         "--ServerApp.token=flowcell-test", "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token=flowcell-test", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError((root / "lab.log").read_text())
-        yield {"root": root, "base": base, "token": "flowcell-test"}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    """JupyterLab with a private store and settings: no news toast over the widgets, and every
+    cell stays rendered so outputs below the fold can be found and watched."""
+    settings = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false"}',
+                "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none"}'}
+    with serve(tmp_path_factory.mktemp("widgets-lab"), settings=settings) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
-def _notebook(path: Path, cells: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nbformat.write(nb, str(path))
+_notebook = write_notebook
 
 
 def _open(browser: Any, lab: dict[str, Any], name: str) -> Any:
