@@ -150,7 +150,8 @@ class StepFailed(FlowcellError):
         if error is None:
             return cls(pathspec, "FlowcellError", "the task failed without reporting an error")
         lines = ([note] if note else []) + list(error.traceback)
-        kind = StepTimeoutError if error.ename == "StepTimeoutError" else cls
+        # stopped inside the step (Metaflow's TimeoutException) or, failing that, by the parent
+        kind = StepTimeoutError if error.ename in ("StepTimeoutError", "TimeoutException") else cls
         return kind(pathspec, error.ename, error.evalue, lines, {"line": error.line})
 
     def _render_traceback_(self) -> list[str]:

@@ -239,3 +239,5 @@ def test_a_timed_out_task_is_a_step_timeout_error() -> None:
 
     err = StepFailed.of("F/1/a/2", TaskError("StepTimeoutError", "F/1/a/2 ran longer than its @timeout of 1 s"))
     assert isinstance(err, StepTimeoutError) and isinstance(err, StepFailed)
+    inside = StepFailed.of("F/1/a/2", TaskError("TimeoutException", "Step a timed out after 0 hours, 0 minutes, 1 s"))
+    assert isinstance(inside, StepTimeoutError), "a step stopped inside its kernel is a timeout too"
