@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import bench_env, timed
 
 FOREACH = [
     ("start", "self.items = list(range(20))\nself.next(self.work, foreach='items')"),
@@ -65,14 +66,6 @@ def flow_source(cls: str, steps: list[tuple[str, str]]) -> Any:
     return flow_from_cells(cells)
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return time.perf_counter() - t0
-
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds >= 0.001 else f"{seconds * 1e6:.0f} µs"
 
@@ -82,9 +75,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flowcell-bench-reuse-"))
-    env = dict(os.environ, USERNAME="bench", METAFLOW_DEFAULT_DATASTORE="local",
-               METAFLOW_DEFAULT_METADATA="local", FLOWCELL_ROOT=str(work / ".flowcell"), FLOWCELL_USER="bench")
-    os.environ.update({"FLOWCELL_ROOT": env["FLOWCELL_ROOT"], "FLOWCELL_USER": "bench"})
+    env = bench_env(work)
     os.chdir(work)
 
     from flowcell.runtime import reuse as reuse_mod

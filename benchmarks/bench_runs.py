@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+
+from _common import bench_env, timed
 
 FLOWS = {
     "linear3": {
@@ -64,24 +65,13 @@ def notebook_file(name: str, spec: dict, path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flowcell-bench-"))
-    env = dict(os.environ, USERNAME="bench", METAFLOW_DEFAULT_DATASTORE="local",
-               METAFLOW_DEFAULT_METADATA="local", FLOWCELL_ROOT=str(work / ".flowcell"), FLOWCELL_USER="bench")
-    os.environ.update({"FLOWCELL_ROOT": env["FLOWCELL_ROOT"], "FLOWCELL_USER": "bench"})
+    env = bench_env(work)
     os.chdir(work)
 
     from flowcell.model import read_notebook

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import nbformat
 
+from _common import bench_env, timed
+
 STEPS = [
     ("start", "self.x = 1\nself.next(self.middle)"),
     ("middle", "self.y = self.x + 1\nself.next(self.end)"),
@@ -74,14 +76,6 @@ def notebook(path: Path, steps: list[tuple[str, str]], name: str, header: str = 
     nb.cells = [nbformat.v4.new_code_cell(f"%%flow {name}\n{header}")]
     nb.cells += [nbformat.v4.new_code_cell(f"%%step {n}\n{body}") for n, body in steps]
     nbformat.write(nb, str(path))
-
-
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}")
-    return time.perf_counter() - t0
 
 
 def _server_idle(work: Path, env: dict[str, str]) -> None:
@@ -143,9 +137,7 @@ def main() -> None:
     parser.add_argument("--shell-only", action="store_true", help="only the shell spins (server on and off)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flowcell-spin-bench-"))
-    env = dict(os.environ, USERNAME="bench", METAFLOW_DEFAULT_DATASTORE="local", METAFLOW_DEFAULT_METADATA="local",
-               FLOWCELL_ROOT=str(work / ".flowcell"), FLOWCELL_USER="bench", FLOWCELL_SERVER="off")
-    os.environ.update({"FLOWCELL_ROOT": env["FLOWCELL_ROOT"], "FLOWCELL_USER": "bench"})
+    env = bench_env(work, FLOWCELL_SERVER="off")
     os.chdir(work)
     (work / "spin_flow.py").write_text(METAFLOW)
     timed([sys.executable, "spin_flow.py", "--quiet", "run"], work, env)
