@@ -43,6 +43,15 @@ def runtime() -> Any:
     rt.close()
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium for one test module (see tests/browser_support.py)."""
+    from browser_support import chromium  # playwright only for the browser tests
+
+    with chromium() as b:
+        yield b
+
+
 def make_flow(text: str, name: str = "TestFlow", path: str | None = None) -> FlowSource:
     """Cells separated by lines starting with ``%%``; a ``%%flow`` header is added if missing."""
     cells: list[tuple[str, str]] = []

@@ -10,12 +10,11 @@ Debian's chromium driven by Playwright; the widget bundle is served from a made-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from browser_support import ARTIFACTS, STATIC, chromium, route_widget_page
+from browser_support import ARTIFACTS, STATIC, route_widget_page
 from flowcell.cards import Markdown, ProgressBar, Table, render_card
 
 ORIGIN = "http://flowcell.test"
@@ -38,12 +37,6 @@ def flowcell_card() -> str:
     return render_card("blank", None, "ThemeFlow/1/train/1",
                        [Markdown("# Loss 0.12\nThe model *converged*."), Table([[1, 0.5], [2, 0.12]], ["epoch", "loss"]),
                         ProgressBar(max=4, label="epochs", value=3)], None)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def _serve(page: Any, index: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import ROOT
 from flowcell import __version__
-from test_labextension import _open, _shot, _show_panel, _wait_badge, browser, serve, smoke  # noqa: F401
+from test_labextension import _open, _shot, _show_panel, _wait_badge, serve, smoke  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from browser_support import ARTIFACTS, chromium, serve, write_notebook
+from browser_support import ARTIFACTS, serve, write_notebook
 from conftest import ROOT
 
 
@@ -30,12 +30,6 @@ pytestmark = pytest.mark.skipif(
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with serve(tmp_path_factory.mktemp("lab")) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 _notebook = write_notebook

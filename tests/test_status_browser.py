@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_labextension import ARTIFACTS, _notebook, _open, _show_panel, _shot, _wait_badge, browser, lab, pytestmark  # noqa: F401
+from test_labextension import ARTIFACTS, _notebook, _open, _show_panel, _shot, _wait_badge, lab, pytestmark  # noqa: F401
 
 CELLS = [
     "%load_ext flowcell\n%flowcell autospin off",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from browser_support import ARTIFACTS, chromium, serve, write_notebook
+from browser_support import ARTIFACTS, serve, write_notebook
 from conftest import ROOT
 
 pytestmark = pytest.mark.skipif(
@@ -59,12 +59,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none"}'}
     with serve(tmp_path_factory.mktemp("widgets-lab"), settings=settings) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 _notebook = write_notebook
