@@ -11,10 +11,10 @@ from .. import config
 from ..errors import FlowcellError, InvalidNameError, NotFoundError
 from ..store.metadata import RunRecord, TaskRecord
 from . import context
-from .task import Recorded, Task, _Data
+from .task import Pathspec, Recorded, Task, _Data
 
 
-class Step:
+class Step(Pathspec):
     """All tasks of one step in one run: ``Step("Flow/3/train")``."""
 
     def __init__(self, pathspec: str, _run: Run | None = None) -> None:
@@ -53,19 +53,9 @@ class Step:
     def parent(self) -> Run:
         return self._run
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Step) and other.pathspec == self.pathspec
-
-    def __hash__(self) -> int:
-        return hash(self.pathspec)
-
     @property
     def tags(self) -> frozenset[str]:
         return self._run.tags
-
-    @property
-    def path_components(self) -> list[str]:
-        return self.pathspec.split("/")
 
     @property
     def child_steps(self) -> list[Step]:
@@ -251,12 +241,6 @@ class Run(Recorded):
     @property
     def parent(self) -> Flow:
         return Flow(self._record.flow, _root=self._root)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Run) and other.pathspec == self.pathspec
-
-    def __hash__(self) -> int:
-        return hash(self.pathspec)
 
 
 def _one_or_many(tag: Any) -> Any:

@@ -80,7 +80,25 @@ class _Data:
         return f"<data of {self._task.pathspec}: {', '.join(self._task._artifacts())}>"
 
 
-class Recorded:
+class Pathspec:
+    """What every Client object is known by: equal (and hashed) by its pathspec, as in Metaflow."""
+
+    @property
+    def pathspec(self) -> str:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(self.pathspec)
+
+    @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+
+class Recorded(Pathspec):
     """Status and timestamps shared by runs and tasks (read from their record)."""
 
     _record: RunRecord | TaskRecord
@@ -254,16 +272,6 @@ class Task(Recorded):
         if Task._step_of is None:
             raise NotFoundError("Task.parent needs flowcell.client (import it, not flowcell.client.task alone).")
         return Task._step_of(self)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Task) and other.pathspec == self.pathspec
-
-    def __hash__(self) -> int:
-        return hash(self.pathspec)
-
-    @property
-    def path_components(self) -> list[str]:
-        return self.pathspec.split("/")
 
     @property
     def origin_pathspec(self) -> str | None:
