@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NotFoundError
-from .fingerprint import CodeComponents, code_components
+from .fingerprint import CodeComponents, code_components, short_repr
 from .graph import FlowGraph, build_graph
 from .model import FlowSource, ParameterSpec, StepCell
 from .pins import installed_version
@@ -216,9 +216,8 @@ def _given_values(flow: FlowSource, given: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+def _short(value: Any) -> str:
+    return short_repr(value, 40)
 
 
 class _Compare:
